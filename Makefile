@@ -1,0 +1,37 @@
+# Two commands do everything on a fresh machine:  make dev  (local stack)  and  make test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8080
+
+.PHONY: dev test lint bench install clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(VENV)/.installed node_modules/.installed
+
+## The local stack: emulators, every function, the event bridge and the sample data.
+dev: install
+	PORT=$(PORT) $(PY) -m dev.stack
+
+## The whole test suite against the emulators (started and stopped by the tests).
+test: install
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+## Read-path benchmark (issue figures: medians, p95, ratios, document reads).
+bench: install
+	$(PY) bench/read_bench.py
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .dev

@@ -1,0 +1,97 @@
+"""The local stack: `make dev` (or `python -m dev.stack`).
+
+Starts, on this machine and with no cloud account, a Firestore emulator and a Cloud Storage
+emulator (or uses the ones named by FIRESTORE_EMULATOR_HOST / STORAGE_EMULATOR_HOST), loads
+the sample data, publishes the snapshots, and serves every function of main.py at
+`http://127.0.0.1:$PORT/<function>` until interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE_DIR = ROOT / ".dev"
+DEFAULTS = {
+    "GOOGLE_CLOUD_PROJECT": "demo-dashboard",
+    "SNAPSHOT_BUCKET": "demo-dashboard-snapshots",
+    "READ_ACCESS": "public",
+}
+HTTP_FUNCTIONS = ("users", "jobs")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the stack in the foreground; Ctrl-C stops everything it started."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--no-seed", action="store_true", help="do not load the sample data")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    from emulators.harness import firestore_from_env_or_start, storage_from_env_or_start
+
+    STATE_DIR.mkdir(exist_ok=True)
+    for name, value in DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    origin = f"http://{args.host}:{args.port}"
+    os.environ.setdefault("ALLOWED_ORIGINS", f"{origin},http://localhost:{args.port}")
+
+    firestore_emu = firestore_from_env_or_start(log_path=STATE_DIR / "firestore.log")
+    storage_emu = storage_from_env_or_start(log_path=STATE_DIR / "storage.log")
+    os.environ["FIRESTORE_EMULATOR_HOST"] = firestore_emu.host
+    os.environ["STORAGE_EMULATOR_HOST"] = storage_emu.host
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        return _run(args, stop)
+    finally:
+        storage_emu.stop()
+        firestore_emu.stop()
+
+
+def _run(args: argparse.Namespace, stop: threading.Event) -> int:
+    from werkzeug.serving import make_server
+
+    from dev.app import create_stack_app
+    from dev.seed import seed
+    from shared.clients import get_db, get_storage
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    storage_client = get_storage(settings)
+    if storage_client.lookup_bucket(settings.snapshot_bucket) is None:
+        storage_client.create_bucket(settings.snapshot_bucket)
+    if not args.no_seed:
+        for collection, (written, rejected) in seed(get_db(settings), storage_client,
+                                                    settings).items():
+            print(f"loaded {written} {collection} ({rejected} rejected by the schema)")
+
+    server = make_server(args.host, args.port, create_stack_app(
+        {name: "http" for name in HTTP_FUNCTIONS}), threaded=True)
+    base = f"http://{args.host}:{args.port}"
+    print("\nlocal stack ready:")
+    for name in HTTP_FUNCTIONS:
+        print(f"  {base}/{name}")
+    print(f"  Firestore emulator  {os.environ['FIRESTORE_EMULATOR_HOST']}")
+    print(f"  Storage emulator    {os.environ['STORAGE_EMULATOR_HOST']}"
+          f"  (bucket {settings.snapshot_bucket})")
+    print("Ctrl-C stops it.", flush=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    server.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

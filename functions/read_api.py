@@ -1,0 +1,313 @@
+"""The read API: one handler serves every configured collection (`GET /<collection>[/<id>]`).
+
+Firestore answers first, within `FIRESTORE_TIMEOUT_S`; on any failure or deadline the same
+request is answered from the collection's snapshot in Cloud Storage (`X-Data-Source:
+snapshot`), and when both fail the client gets a 503 with `Retry-After`. A circuit breaker
+sends requests straight to the snapshot for a cool-down after a failure, and a per-instance
+cache keeps encoded responses for `CACHE_TTL_S`, so repeated reads and 304 revalidations cost
+no Firestore reads.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+from flask import Request, Response
+
+from shared import http
+from shared.auth import authenticate
+from shared.breaker import CircuitBreaker
+from shared.cache import TTLCache
+from shared.clients import get_db, get_storage
+from shared.encoding import encode_document, format_timestamp
+from shared.errors import (
+    AppError,
+    BadRequest,
+    MethodNotAllowed,
+    NotFound,
+    Unavailable,
+)
+from shared.query import (
+    Page,
+    ReadQuery,
+    check_document_id,
+    finish_page,
+    parse_fields,
+    parse_list_query,
+    project,
+    run_on_items,
+    to_firestore_query,
+)
+from shared.schema import load_schema, utc_now
+from shared.settings import Settings, get_settings
+from shared.snapshots import Snapshot, load_snapshot
+
+log = logging.getLogger("dashboard.read")
+
+READ_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+@dataclass(frozen=True)
+class CachedResponse:
+    """An encoded answer, kept per instance: body, weak ETag, where it came from."""
+
+    status: int
+    body: bytes
+    etag: str
+    source: str
+    gzipped: list[bytes] = field(default_factory=list, compare=False)
+
+    def gzip_body(self) -> bytes:
+        """The gzip of the body, computed once per entry."""
+        if not self.gzipped:
+            self.gzipped.append(http.gzip_bytes(self.body))
+        return self.gzipped[0]
+
+
+@dataclass
+class ReadContext:
+    """The per-instance dependencies of the read API; tests build one with emulator clients."""
+
+    settings: Settings
+    db: Callable[[], Any]
+    storage: Callable[[], Any]
+    cache: TTLCache[CachedResponse]
+    snapshots: TTLCache[Snapshot]
+    breaker: CircuitBreaker
+    executor: concurrent.futures.ThreadPoolExecutor
+
+    @classmethod
+    def create(cls, settings: Settings, *, db: Callable[[], Any] | None = None,
+               storage: Callable[[], Any] | None = None) -> ReadContext:
+        """A context whose clients come from the accessors unless given."""
+        return cls(
+            settings=settings,
+            db=db or (lambda: get_db(settings)),
+            storage=storage or (lambda: get_storage(settings)),
+            cache=TTLCache(settings.cache_ttl_s),
+            snapshots=TTLCache(settings.cache_ttl_s, max_entries=32),
+            breaker=CircuitBreaker(settings.breaker_cooldown_s),
+            executor=concurrent.futures.ThreadPoolExecutor(max_workers=32,
+                                                           thread_name_prefix="firestore"),
+        )
+
+
+_context_lock = threading.Lock()
+_context: ReadContext | None = None
+
+
+def get_read_context() -> ReadContext:
+    """The read context of this instance, built on first use from the environment."""
+    global _context
+    if _context is None:
+        with _context_lock:
+            if _context is None:
+                _context = ReadContext.create(get_settings())
+    return _context
+
+
+def reset_read_context() -> None:
+    """Forget the instance's context (tests: a fresh instance)."""
+    global _context
+    with _context_lock:
+        _context = None
+
+
+def serve(request: Request, collection: str) -> Response:
+    """Entry point body for a collection's HTTP function."""
+    try:
+        context = get_read_context()
+    except AppError as exc:
+        log.error("cannot start: %s", exc.message)
+        return http.error_response(exc)
+    return handle(request, collection, context)
+
+
+def handle(request: Request, collection: str, context: ReadContext) -> Response:
+    """Answer one request to the read API of `collection` (CORS and security headers included)."""
+    started = time.perf_counter()
+    response = _dispatch(request, collection, context)
+    http.finish(request, response, context.settings)
+    log.info("%s %s -> %s source=%s %.1f ms", request.method, request.full_path.rstrip("?"),
+             response.status_code, response.headers.get("X-Data-Source", "-"),
+             (time.perf_counter() - started) * 1000)
+    return response
+
+
+@http.json_errors
+def _dispatch(request: Request, collection: str, context: ReadContext) -> Response:
+    settings = context.settings
+    if collection not in settings.collections:
+        raise NotFound(f"collection {collection!r} is not configured")
+    if request.method == "OPTIONS":
+        return http.preflight_response(request, settings, READ_METHODS)
+    if request.method not in ("GET", "HEAD"):
+        raise MethodNotAllowed(f"{request.method} is not allowed here", allowed=READ_METHODS)
+    doc_id = _document_id(request.path)
+    if settings.read_access == "admin":
+        authenticate(request.headers, settings, require_admin=True)
+    schema = load_schema(collection)
+    if doc_id is None:
+        query = parse_list_query(request.args.items(multi=True), schema,
+                                 default_limit=settings.default_limit,
+                                 max_limit=settings.max_limit)
+        cached = context.cache.get_or_compute(
+            ("list", query), lambda: _compute_list(context, query))
+    else:
+        fields = parse_fields(request.args.get("fields"), schema)
+        unknown = set(request.args) - {"fields"}
+        if unknown:
+            raise BadRequest(f"unknown parameter {sorted(unknown)[0]!r} for a single document",
+                             code="invalid_parameter")
+        cached = context.cache.get_or_compute(
+            ("get", collection, doc_id, fields),
+            lambda: _compute_get(context, collection, doc_id, fields))
+    return _respond(request, cached, settings)
+
+
+def _document_id(path: str) -> str | None:
+    """`/` is the list; `/<id>` one document (percent-decoded); anything deeper is a 404."""
+    parts = path.strip("/").split("/") if path.strip("/") else []
+    if not parts:
+        return None
+    if len(parts) > 1:
+        raise NotFound("no such path")
+    try:
+        return check_document_id(unquote(parts[0], errors="strict"))
+    except UnicodeDecodeError:
+        raise BadRequest("document id is not valid UTF-8", code="invalid_id") from None
+
+
+def _respond(request: Request, cached: CachedResponse, settings: Settings) -> Response:
+    if cached.status != 200:
+        response = Response(cached.body, status=cached.status, content_type=http.JSON_TYPE)
+        response.headers["Cache-Control"] = "no-store"
+    elif http.etag_matches(request, cached.etag):
+        response = Response(status=304)
+    elif http.accepts_gzip(request) and len(cached.body) >= http.GZIP_MIN_BYTES:
+        response = Response(cached.gzip_body(), status=200, content_type=http.JSON_TYPE)
+        response.headers["Content-Encoding"] = "gzip"
+    else:
+        response = Response(cached.body, status=200, content_type=http.JSON_TYPE)
+    response.vary.add("Accept-Encoding")
+    response.headers["X-Data-Source"] = cached.source
+    if cached.status == 200:
+        response.headers["ETag"] = cached.etag
+        response.headers["Cache-Control"] = settings.cache_control
+    return response
+
+
+# --- answering from Firestore, else from the snapshot ------------------------------------------
+
+def _compute_list(context: ReadContext, query: ReadQuery) -> tuple[CachedResponse, float | None]:
+    def from_firestore() -> tuple[Page, str]:
+        db = context.db()
+        fs_query = to_firestore_query(db.collection(query.collection), query)
+        docs = list(fs_query.stream(**_deadline(context.settings)))
+        as_of = docs[0].read_time if docs else started
+        fetched = [encode_document(doc.id, doc.to_dict()) for doc in docs]
+        return finish_page(fetched, query), format_timestamp(as_of)
+
+    def from_snapshot(snapshot: Snapshot) -> tuple[Page, str]:
+        return run_on_items(snapshot.items, query, load_schema(query.collection)), \
+            snapshot.generated_at
+
+    started = utc_now()
+    (page, as_of), source = _firestore_or_snapshot(context, query.collection,
+                                                    from_firestore, from_snapshot)
+    head = http.dumps({"collection": query.collection, "items": page.items,
+                       "count": len(page.items), "nextPageToken": page.next_page_token})
+    tail = http.dumps({"source": source, "asOf": as_of})
+    body = head[:-1] + b"," + tail[1:]
+    return CachedResponse(200, body, _weak_etag(head), source), None
+
+
+def _compute_get(context: ReadContext, collection: str, doc_id: str,
+                 fields: tuple[str, ...] | None) -> tuple[CachedResponse, float | None]:
+    def from_firestore() -> dict[str, Any] | None:
+        ref = context.db().collection(collection).document(doc_id)
+        snapshot = ref.get(field_paths=list(fields) if fields is not None else None,
+                           **_deadline(context.settings))
+        return encode_document(doc_id, snapshot.to_dict() or {}) if snapshot.exists else None
+
+    def from_snapshot(snapshot: Snapshot) -> dict[str, Any] | None:
+        found = next((item for item in snapshot.items if item["id"] == doc_id), None)
+        return project(found, fields) if found is not None else None
+
+    item, source = _firestore_or_snapshot(context, collection, from_firestore, from_snapshot)
+    if item is None:
+        body = http.dumps({"error": {"code": "not_found",
+                                     "message": f"no document {doc_id!r} in {collection}"}})
+        return CachedResponse(404, body, "", source), None
+    body = http.dumps(item)
+    return CachedResponse(200, body, _weak_etag(body), source), None
+
+
+def _firestore_or_snapshot(context: ReadContext, collection: str,
+                           from_firestore: Callable[[], Any],
+                           from_snapshot: Callable[[Snapshot], Any]) -> tuple[Any, str]:
+    settings = context.settings
+    if context.breaker.allow():
+        future = context.executor.submit(from_firestore)
+        try:
+            result = future.result(timeout=settings.firestore_timeout_s)
+        except AppError:
+            context.breaker.record_success()
+            raise
+        except Exception as exc:  # noqa: BLE001 - any Firestore failure means: use the snapshot
+            if _is_query_problem(exc):
+                log.warning("Firestore refused the query of %s (%s): answering from the "
+                            "snapshot", collection, _describe(exc))
+            else:
+                context.breaker.record_failure()
+                log.warning("Firestore failed for %s (%s): answering from the snapshot; "
+                            "skipping Firestore for %.0f s", collection, _describe(exc),
+                            settings.breaker_cooldown_s)
+        else:
+            context.breaker.record_success()
+            return result, "firestore"
+    try:
+        snapshot = context.snapshots.get_or_compute(
+            collection, lambda: (load_snapshot(context.storage(), settings.snapshot_bucket,
+                                               collection, timeout_s=settings.storage_timeout_s),
+                                 None))
+    except Unavailable as exc:
+        log.error("both Firestore and the snapshot failed for %s: %s", collection, exc.message)
+        raise Unavailable("the data is temporarily unavailable; retry shortly",
+                          retry_after_s=max(1, round(settings.breaker_cooldown_s))) from None
+    return from_snapshot(snapshot), "snapshot"
+
+
+def _deadline(settings: Settings) -> dict[str, Any]:
+    """A bounded retry and timeout for one Firestore call (the default retry runs for minutes)."""
+    from google.api_core.retry import Retry, if_transient_error
+
+    budget = settings.firestore_timeout_s
+    return {"retry": Retry(predicate=if_transient_error, initial=0.05, maximum=budget / 4,
+                           multiplier=2.0, timeout=budget),
+            "timeout": budget}
+
+
+def _is_query_problem(exc: BaseException) -> bool:
+    """Firestore is up but refuses this query (a missing index): no reason to open the circuit."""
+    from google.api_core import exceptions as gexc
+
+    return isinstance(exc, (gexc.FailedPrecondition, gexc.InvalidArgument))
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, concurrent.futures.TimeoutError):
+        return "deadline exceeded"
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+def _weak_etag(data: bytes) -> str:
+    return 'W/"' + hashlib.sha256(data).hexdigest()[:32] + '"'

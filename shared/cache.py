@@ -1,0 +1,93 @@
+"""A small per-instance TTL cache, safe under gen2 concurrency (many threads, one process).
+
+`get_or_compute` lets one thread compute a missing entry while the others asking for the same
+key wait for it, so a burst of identical requests costs one Firestore read, not one each.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+V = TypeVar("V")
+
+
+class TTLCache(Generic[V]):
+    """Least-recently-used entries that expire `ttl_s` seconds after they were stored."""
+
+    def __init__(self, ttl_s: float, max_entries: int = 512,
+                 clock: Callable[[], float] = time.monotonic):
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._clock = clock
+        self._entries: OrderedDict[Hashable, tuple[float, V]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._inflight: dict[Hashable, threading.Event] = {}
+
+    def get(self, key: Hashable) -> V | None:
+        """The live entry for `key`, or None."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            expires, value = entry
+            if expires <= self._clock():
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return value
+
+    def put(self, key: Hashable, value: V, ttl_s: float | None = None) -> None:
+        """Store `value` for `ttl_s` (default: the cache's TTL); a TTL of 0 stores nothing."""
+        ttl = self.ttl_s if ttl_s is None else ttl_s
+        if ttl <= 0:
+            return
+        with self._lock:
+            self._entries[key] = (self._clock() + ttl, value)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def get_or_compute(self, key: Hashable, compute: Callable[[], tuple[V, float | None]]) -> V:
+        """The cached value, or `compute()`'s (value, ttl) stored; one computation per key."""
+        while True:
+            value = self.get(key)
+            if value is not None:
+                return value
+            with self._lock:
+                waiter = self._inflight.get(key)
+                if waiter is None:
+                    waiter = self._inflight[key] = threading.Event()
+                    owner = True
+                else:
+                    owner = False
+            if not owner:
+                waiter.wait(timeout=30)
+                with self._lock:
+                    still_running = self._inflight.get(key) is waiter
+                if still_running:
+                    continue
+                value = self.get(key)
+                if value is not None:
+                    return value
+                continue
+            try:
+                value, ttl = compute()
+                self.put(key, value, ttl)
+                return value
+            finally:
+                with self._lock:
+                    self._inflight.pop(key, None)
+                waiter.set()
+
+    def invalidate(self, predicate: Callable[[Hashable], bool] | None = None) -> None:
+        """Drop every entry (or those whose key matches `predicate`)."""
+        with self._lock:
+            if predicate is None:
+                self._entries.clear()
+            else:
+                for key in [k for k in self._entries if predicate(k)]:
+                    del self._entries[key]

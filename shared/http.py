@@ -1,0 +1,148 @@
+"""The HTTP edge: JSON bodies, the one error-to-status table, CORS, caching headers, gzip.
+
+Handlers raise `shared.errors` exceptions; `json_errors` turns them into JSON error bodies
+with the status from `ERROR_STATUS`. Anything unexpected becomes a 500 whose body says only
+"internal error": the traceback goes to the log, never to the client.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import json
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Request, Response
+
+from shared import errors
+from shared.settings import Settings
+
+log = logging.getLogger("dashboard.http")
+
+ERROR_STATUS: dict[type[errors.AppError], int] = {
+    errors.BadRequest: 400,
+    errors.Unauthenticated: 401,
+    errors.Forbidden: 403,
+    errors.NotFound: 404,
+    errors.MethodNotAllowed: 405,
+    errors.Conflict: 409,
+    errors.PreconditionFailed: 412,
+    errors.PayloadTooLarge: 413,
+    errors.Unavailable: 503,
+    errors.ConfigError: 500,
+}
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Cross-Origin-Resource-Policy": "cross-origin",
+}
+JSON_TYPE = "application/json; charset=utf-8"
+GZIP_MIN_BYTES = 1024
+CORS_MAX_AGE_S = 3600
+EXPOSED_HEADERS = ("ETag", "X-Data-Source", "Retry-After")
+ALLOWED_REQUEST_HEADERS = ("Authorization", "Content-Type", "If-None-Match", "If-Match",
+                           "X-Firebase-AppCheck")
+
+
+def dumps(payload: Any) -> bytes:
+    """Compact UTF-8 JSON, the one serialisation of every body."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"),
+                      allow_nan=False).encode("utf-8")
+
+
+def status_of(exc: errors.AppError) -> int:
+    """The HTTP status of an error class (the nearest listed base class wins)."""
+    for cls in type(exc).__mro__:
+        if cls in ERROR_STATUS:
+            return ERROR_STATUS[cls]
+    return 500
+
+
+def error_response(exc: errors.AppError) -> Response:
+    """A JSON error body `{"error": {"code", "message"}}` with the mapped status."""
+    status = status_of(exc)
+    body: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    if isinstance(exc.details, (dict, list)) and status < 500:
+        body["details"] = exc.details
+    response = Response(dumps({"error": body}), status=status, content_type=JSON_TYPE)
+    response.headers["Cache-Control"] = "no-store"
+    if isinstance(exc, errors.MethodNotAllowed):
+        response.headers["Allow"] = ", ".join(exc.allowed)
+    if isinstance(exc, errors.Unavailable):
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+    return response
+
+
+def json_errors(handler: Callable[..., Response]) -> Callable[..., Response]:
+    """Decorate a handler so every failure leaves as a JSON error response."""
+
+    @functools.wraps(handler)
+    def wrapper(*args: Any, **kwargs: Any) -> Response:
+        try:
+            return handler(*args, **kwargs)
+        except errors.AppError as exc:
+            if status_of(exc) >= 500:
+                log.error("request failed: %s (%s)", exc.message, exc.code)
+            return error_response(exc)
+        except Exception:
+            log.exception("unhandled error")
+            return error_response(errors.AppError("internal error"))
+
+    return wrapper
+
+
+def add_cors(request: Request, response: Response, settings: Settings) -> Response:
+    """Allow-listed origins get `Access-Control-Allow-Origin` (never `*`); all get `Vary`."""
+    response.vary.add("Origin")
+    origin = request.headers.get("Origin")
+    if origin and origin in settings.allowed_origins:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = ", ".join(EXPOSED_HEADERS)
+    return response
+
+
+def preflight_response(request: Request, settings: Settings, methods: Iterable[str]) -> Response:
+    """The 204 answer to a CORS preflight; a foreign origin gets no allow headers."""
+    response = Response(status=204)
+    origin = request.headers.get("Origin")
+    if origin and origin in settings.allowed_origins:
+        response.headers["Access-Control-Allow-Methods"] = ", ".join(methods)
+        response.headers["Access-Control-Allow-Headers"] = ", ".join(ALLOWED_REQUEST_HEADERS)
+        response.headers["Access-Control-Max-Age"] = str(CORS_MAX_AGE_S)
+    return finish(request, response, settings)
+
+
+def finish(request: Request, response: Response, settings: Settings) -> Response:
+    """Add CORS and security headers to any response leaving a function."""
+    add_cors(request, response, settings)
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+def etag_matches(request: Request, etag: str) -> bool:
+    """Weak comparison of `If-None-Match` against our (weak) ETag, `*` included."""
+    header = request.headers.get("If-None-Match")
+    if not header:
+        return False
+    opaque = etag.removeprefix("W/")
+    for candidate in header.split(","):
+        candidate = candidate.strip()
+        if candidate == "*" or candidate.removeprefix("W/") == opaque:
+            return True
+    return False
+
+
+def accepts_gzip(request: Request) -> bool:
+    """True when the client lists gzip with a non-zero quality."""
+    return request.accept_encodings["gzip"] > 0
+
+
+def gzip_bytes(body: bytes) -> bytes:
+    """Fast gzip (level 5: most of the gain on JSON at a fraction of level 9's time)."""
+    return gzip.compress(body, compresslevel=5, mtime=0)

@@ -1,0 +1,151 @@
+"""Settings: one frozen object, read once from the environment and validated.
+
+Every variable is documented in README.md ("Settings"). An invalid value raises `ConfigError`
+naming the variable, so a misconfigured deploy fails at its first request with a clear log line
+instead of serving wrong answers.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from shared.errors import ConfigError
+
+_COLLECTION_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
+_ORIGIN = re.compile(r"^https?://[^/\s]+$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated configuration of one function instance."""
+
+    project: str
+    snapshot_bucket: str
+    collections: tuple[str, ...] = ("users", "jobs")
+    allowed_origins: frozenset[str] = frozenset()
+    read_access: str = "public"
+    firestore_timeout_s: float = 2.0
+    storage_timeout_s: float = 5.0
+    cache_ttl_s: float = 10.0
+    breaker_cooldown_s: float = 15.0
+    default_limit: int = 100
+    max_limit: int = 1000
+    cache_control: str = "private, no-cache"
+    database: str = "(default)"
+    max_body_bytes: int = 10 * 1024 * 1024
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False, hash=False)
+
+    @property
+    def uses_emulators(self) -> bool:
+        """True when the Firestore emulator is configured (local stack or tests)."""
+        return bool(self.environ.get("FIRESTORE_EMULATOR_HOST"))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate the settings; raise `ConfigError` naming the first bad variable."""
+        env = dict(os.environ if env is None else env)
+        reader = _Reader(env)
+        project = reader.text("GOOGLE_CLOUD_PROJECT", required=True, pattern=_PROJECT_ID)
+        collections = reader.names("COLLECTIONS", default="users,jobs")
+        settings = cls(
+            project=project,
+            snapshot_bucket=reader.text("SNAPSHOT_BUCKET", required=True, pattern=_BUCKET_NAME),
+            collections=collections,
+            allowed_origins=reader.origins("ALLOWED_ORIGINS"),
+            read_access=reader.choice("READ_ACCESS", ("public", "admin"), default="public"),
+            firestore_timeout_s=reader.number("FIRESTORE_TIMEOUT_S", 2.0, low=0.05, high=60),
+            storage_timeout_s=reader.number("STORAGE_TIMEOUT_S", 5.0, low=0.1, high=120),
+            cache_ttl_s=reader.number("CACHE_TTL_S", 10.0, low=0, high=3600),
+            breaker_cooldown_s=reader.number("BREAKER_COOLDOWN_S", 15.0, low=0, high=3600),
+            default_limit=int(reader.number("DEFAULT_LIMIT", 100, low=1, high=10000)),
+            max_limit=int(reader.number("MAX_LIMIT", 1000, low=1, high=10000)),
+            cache_control=reader.text("CACHE_CONTROL", default="private, no-cache"),
+            database=reader.text("FIRESTORE_DATABASE", default="(default)"),
+            max_body_bytes=int(reader.number("MAX_BODY_BYTES", 10 * 1024 * 1024, low=1024,
+                                             high=32 * 1024 * 1024)),
+            environ=env,
+        )
+        if settings.default_limit > settings.max_limit:
+            raise ConfigError("DEFAULT_LIMIT must not exceed MAX_LIMIT", code="invalid_setting")
+        return settings
+
+
+class _Reader:
+    """Typed access to environment variables with errors that name the variable."""
+
+    def __init__(self, env: Mapping[str, str]):
+        self.env = env
+
+    def _raw(self, name: str) -> str | None:
+        value = self.env.get(name)
+        if value is None or not value.strip():
+            return None
+        return value.strip()
+
+    def _fail(self, name: str, why: str) -> ConfigError:
+        return ConfigError(f"setting {name} {why}", code="invalid_setting",
+                           details={"setting": name})
+
+    def text(self, name: str, *, default: str | None = None, required: bool = False,
+             pattern: re.Pattern[str] | None = None) -> str:
+        value = self._raw(name)
+        if value is None:
+            if required:
+                raise self._fail(name, "is required but not set")
+            return default or ""
+        if pattern is not None and not pattern.match(value):
+            raise self._fail(name, f"has an invalid value {value!r}")
+        return value
+
+    def number(self, name: str, default: float, *, low: float, high: float) -> float:
+        value = self._raw(name)
+        if value is None:
+            return float(default)
+        try:
+            number = float(value)
+        except ValueError:
+            raise self._fail(name, f"must be a number, got {value!r}") from None
+        if not low <= number <= high:
+            raise self._fail(name, f"must be between {low:g} and {high:g}, got {value!r}")
+        return number
+
+    def choice(self, name: str, choices: tuple[str, ...], *, default: str) -> str:
+        value = self._raw(name)
+        if value is None:
+            return default
+        if value not in choices:
+            raise self._fail(name, f"must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def names(self, name: str, *, default: str) -> tuple[str, ...]:
+        raw = self._raw(name) or default
+        names = tuple(part.strip() for part in raw.split(",") if part.strip())
+        if not names:
+            raise self._fail(name, "must name at least one collection")
+        for item in names:
+            if not _COLLECTION_NAME.match(item):
+                raise self._fail(name, f"has an invalid collection name {item!r}")
+        if len(set(names)) != len(names):
+            raise self._fail(name, "names a collection twice")
+        return names
+
+    def origins(self, name: str) -> frozenset[str]:
+        raw = self._raw(name) or ""
+        origins = [part.strip().rstrip("/") for part in raw.split(",") if part.strip()]
+        for origin in origins:
+            if origin == "*" or not _ORIGIN.match(origin):
+                raise self._fail(name, f"must list exact origins like https://example.org, "
+                                       f"got {origin!r}")
+        return frozenset(origins)
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The settings of this instance, read from the environment on first use."""
+    return Settings.from_env()

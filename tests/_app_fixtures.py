@@ -1,0 +1,78 @@
+# --- application fixtures ---
+
+
+@pytest.fixture
+def make_context(emulator_env, firestore_client, storage_client, monkeypatch):
+    """Build read contexts (one per simulated instance) on the emulator clients.
+
+    `make_context(db=..., NAME="value", ...)` sets settings variables first; `db` replaces the
+    Firestore client provider (e.g. a real client aimed at a dead port).
+    """
+    from functions.read_api import ReadContext
+    from shared.settings import Settings
+
+    monkeypatch.setenv("ALLOWED_ORIGINS", "https://dash.example.org")
+    contexts = []
+
+    def make(db=None, **env):
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        context = ReadContext.create(Settings.from_env(),
+                                     db=db or (lambda: firestore_client),
+                                     storage=lambda: storage_client)
+        contexts.append(context)
+        return context
+
+    yield make
+    for context in contexts:
+        context.executor.shutdown(wait=False, cancel_futures=True)
+
+
+@pytest.fixture
+def make_api(make_context):
+    """`make_api(**env)`: an HTTP test client of the read API on a fresh instance."""
+    from tests.helpers import read_api_client
+
+    return lambda **env: read_api_client(make_context(**env))
+
+
+@pytest.fixture
+def api(make_api):
+    """The read API on the emulators, as one instance."""
+    return make_api()
+
+
+@pytest.fixture
+def snapshot_api(make_context, project_id):
+    """The read API of an instance whose Firestore is down (nothing listens on its port)."""
+    from tests.helpers import closed_port, firestore_client_at, read_api_client
+
+    dead = firestore_client_at(closed_port(), project_id)
+    return read_api_client(make_context(db=lambda: dead, FIRESTORE_TIMEOUT_S="1"))
+
+
+class _Reads:
+    """Firestore document reads of this test's project, as the emulator bills them."""
+
+    def __init__(self, emulator, project):
+        self.emulator, self.project = emulator, project
+
+    def count(self) -> int:
+        from emulators.harness import firestore_stats
+
+        return firestore_stats(self.emulator, self.project)["documentReads"]
+
+    def reset(self) -> None:
+        from emulators.harness import reset_firestore_stats
+
+        reset_firestore_stats(self.emulator, self.project)
+
+
+@pytest.fixture
+def reads(emulators, project_id):
+    """Billed document reads of this test's project (needs our emulator's admin port)."""
+    firestore_emulator = emulators.firestore if hasattr(emulators, "firestore") else emulators[0]
+    if firestore_emulator.admin_url is None:
+        pytest.skip("read counts need our emulator's admin port; FIRESTORE_EMULATOR_HOST "
+                    "points at another emulator")
+    return _Reads(firestore_emulator, project_id)
