@@ -25,7 +25,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 DOCS = 2000
-TIMEOUT_S = 0.5
+# Reading 2,000 documents through the Python client takes over a second on this machine, so
+# the normal read phases keep the default deadline; the outage phases use a short one so that
+# 200 samples of "first request after Firestore goes down" fit in a couple of minutes.
+READ_TIMEOUT_S = 5.0
+OUTAGE_TIMEOUT_S = 0.5
 
 
 def percentile(samples: list[float], pct: float) -> float:
@@ -44,6 +48,9 @@ def main() -> int:
     parser.add_argument("--docs", type=int, default=DOCS)
     args = parser.parse_args()
     n = args.requests
+    import logging
+
+    logging.basicConfig(level=logging.ERROR)  # the outage phase would log a warning a request
 
     from emulators.harness import (
         firestore_stats,
@@ -59,7 +66,7 @@ def main() -> int:
         "FIRESTORE_EMULATOR_HOST": firestore_emu.host,
         "STORAGE_EMULATOR_HOST": storage_emu.host,
         "GOOGLE_CLOUD_PROJECT": project, "SNAPSHOT_BUCKET": "demo-bench-snapshots",
-        "FIRESTORE_TIMEOUT_S": str(TIMEOUT_S), "MAX_LIMIT": str(max(args.docs, 1000)),
+        "FIRESTORE_TIMEOUT_S": str(READ_TIMEOUT_S), "MAX_LIMIT": str(max(args.docs, 1000)),
         "BREAKER_COOLDOWN_S": "600",
     })
     try:
@@ -109,6 +116,7 @@ def _run(args, n, firestore_emu, project, firestore_stats, reset_firestore_stats
         response = uncached.get(url)
         fn_t.append(time.perf_counter() - started)
         assert response.status_code == 200 and response.json["count"] == args.docs
+        assert response.headers["X-Data-Source"] == "firestore"
 
     reset_firestore_stats(firestore_emu, project)
     uncached.get(url)
@@ -139,7 +147,8 @@ def _run(args, n, firestore_emu, project, firestore_stats, reset_firestore_stats
     firestore_emu.stop()
     outage_first, outage_later = [], []
     for i in range(n):
-        context = ReadContext.create(settings(), db=lambda: db, storage=lambda: storage_client)
+        context = ReadContext.create(settings(FIRESTORE_TIMEOUT_S=str(OUTAGE_TIMEOUT_S)),
+                                     db=lambda: db, storage=lambda: storage_client)
         api = read_api_client(context)
         started = time.perf_counter()
         response = api.get(f"/users?limit={1 + i % 50}")
@@ -156,15 +165,17 @@ def _run(args, n, firestore_emu, project, firestore_stats, reset_firestore_stats
         ("b/a (uncached function / raw stream)", b / a, "<= 1.3", b / a <= 1.3),
         ("c/a (cached / raw stream)", c / a, "<= 0.05", c / a <= 0.05),
         ("e p95 first request in outage (s)", percentile(outage_first, 95),
-         f"<= {TIMEOUT_S + 0.5}", percentile(outage_first, 95) <= TIMEOUT_S + 0.5),
+         f"<= {OUTAGE_TIMEOUT_S + 0.5}", percentile(outage_first, 95) <= OUTAGE_TIMEOUT_S + 0.5),
         ("f median later requests in outage (s)", statistics.median(outage_later),
-         f"<= {0.1 * TIMEOUT_S}", statistics.median(outage_later) <= 0.1 * TIMEOUT_S),
+         f"<= {0.1 * OUTAGE_TIMEOUT_S}",
+         statistics.median(outage_later) <= 0.1 * OUTAGE_TIMEOUT_S),
         ("reads per request, uncached (b)", reads_b, f"= {args.docs}", reads_b == args.docs),
         ("reads per request, cached (c) and 304 (d)", reads_c_d / (2 * n), "= 0",
          reads_c_d == 0),
         ("reads per updatedSince poll, no change", reads_poll, "<= 1", reads_poll <= 1),
     ]
-    print(f"\nread path, {args.docs} documents, FIRESTORE_TIMEOUT_S={TIMEOUT_S}")
+    print(f"\nread path, {args.docs} documents; FIRESTORE_TIMEOUT_S={READ_TIMEOUT_S} for a-d, "
+          f"{OUTAGE_TIMEOUT_S} for e-f")
     for name, samples in (("a) raw client stream() into dicts", raw_t),
                           ("b) read function, uncached", fn_t),
                           ("c) read function, cached", cache_t),

@@ -39,6 +39,8 @@ class Settings:
     cache_control: str = "private, no-cache"
     database: str = "(default)"
     max_body_bytes: int = 10 * 1024 * 1024
+    check_revoked: bool = False
+    app_check: str = "off"
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False, hash=False)
 
     @property
@@ -69,8 +71,19 @@ class Settings:
             database=reader.text("FIRESTORE_DATABASE", default="(default)"),
             max_body_bytes=int(reader.number("MAX_BODY_BYTES", 10 * 1024 * 1024, low=1024,
                                              high=32 * 1024 * 1024)),
+            check_revoked=reader.flag("CHECK_REVOKED", default=False),
+            app_check=reader.choice("APP_CHECK", ("off", "optional", "required"), default="off"),
             environ=env,
         )
+        if reader.text("FIREBASE_AUTH_EMULATOR_HOST") and not project.startswith("demo-"):
+            # With the auth emulator set, firebase-admin accepts unsigned tokens: only a demo-
+            # project, which never reaches real data, may run that way.
+            raise ConfigError(
+                f"FIREBASE_AUTH_EMULATOR_HOST is set but GOOGLE_CLOUD_PROJECT {project!r} is not "
+                "a demo- project: refusing to start, since the auth emulator makes firebase-admin "
+                "accept unsigned ID tokens. Unset FIREBASE_AUTH_EMULATOR_HOST, or use a demo- "
+                "project locally", code="unsafe_setting",
+                details={"setting": "FIREBASE_AUTH_EMULATOR_HOST"})
         if settings.default_limit > settings.max_limit:
             raise ConfigError("DEFAULT_LIMIT must not exceed MAX_LIMIT", code="invalid_setting")
         return settings
@@ -122,6 +135,17 @@ class _Reader:
         if value not in choices:
             raise self._fail(name, f"must be one of {', '.join(choices)}, got {value!r}")
         return value
+
+    def flag(self, name: str, *, default: bool) -> bool:
+        value = self._raw(name)
+        if value is None:
+            return default
+        lowered = value.lower()
+        if lowered in ("true", "1", "yes", "on"):
+            return True
+        if lowered in ("false", "0", "no", "off"):
+            return False
+        raise self._fail(name, f"must be true or false, got {value!r}")
 
     def names(self, name: str, *, default: str) -> tuple[str, ...]:
         raw = self._raw(name) or default

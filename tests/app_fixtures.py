@@ -1,4 +1,8 @@
-# --- application fixtures ---
+"""Fixtures of the application: read-API contexts and clients on the emulators, read counts."""
+
+from __future__ import annotations
+
+import pytest
 
 
 @pytest.fixture
