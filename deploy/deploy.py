@@ -200,6 +200,7 @@ class Config:
     build_account: str
     resources: Mapping[str, Resources]
     app_env: Mapping[str, str]
+    check_revoked: bool = False
 
     def email(self, account_id: str) -> str:
         """The e-mail of a service account of the project."""
@@ -256,6 +257,7 @@ class Config:
             resources={kind: _resources(env, kind, default)
                        for kind, default in DEFAULT_RESOURCES.items()},
             app_env=app_env,
+            check_revoked=bool(settings.check_revoked),
         )
 
 
@@ -411,11 +413,15 @@ def build_plan(config: Config, main_py: Path = MAIN) -> Plan:
                  why=f"service account {account_id}, if missing",
                  unless=("gcloud", "iam", "service-accounts", "describe",
                          config.email(account_id), project))
-    for member, role, why in (
+    grants = [
         (sa, "roles/datastore.user", "the functions read and write Firestore documents"),
         (trigger_sa, "roles/eventarc.eventReceiver", "the triggers receive Firestore events"),
         (build_sa, "roles/cloudbuild.builds.builder", "builds the functions' containers"),
-    ):
+    ]
+    if config.check_revoked:
+        grants.append((sa, "roles/firebaseauth.viewer",
+                       "CHECK_REVOKED: the functions look up users to see revoked sessions"))
+    for member, role, why in grants:
         plan.run("gcloud", "projects", "add-iam-policy-binding", config.project,
                  f"--member=serviceAccount:{member}", f"--role={role}", "--condition=None",
                  "--quiet", why=why, retries=3)
@@ -608,9 +614,11 @@ def render(plan: Plan, config: Config) -> str:
 
 def execute(plan: Plan, *, cwd: Path = ROOT) -> None:
     """Run the plan, echoing each command; stop at the first failure."""
-    for tool in sorted({step.argv[0] for step in plan.steps if isinstance(step, Command)}):
-        if shutil.which(tool) is None:
-            raise DeployError(f"{tool} is not installed or not on PATH (see docs/operations.md)")
+    tools = sorted({step.argv[0] for step in plan.steps if isinstance(step, Command)})
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if missing:
+        raise DeployError(f"{' and '.join(missing)} not found on PATH: install and log in "
+                          "first (docs/operations.md, First deploy)")
     for step in plan.steps:
         if isinstance(step, WriteFile):
             path = cwd / step.path

@@ -21,13 +21,30 @@
 //     ListCollectionIds; Listen sends incremental changes; transactions detect conflicts;
 //   - an admin HTTP server: /health, billing-like /stats, and DELETE of a project's documents.
 //
-// Known gaps (not needed by the product): no security rules, no composite-index requirements,
-// reads at a past read_time see current data, PartitionQuery and the Write stream are missing.
+// Known gaps (not needed by the product): no security rules, no composite-index requirements
+// or query-shape validation, reads at a past read_time see current data, non-transactional
+// writes do not wait for transaction locks, query explain, vector search, PartitionQuery,
+// the Write stream and the unary Create/Update/DeleteDocument RPCs are missing.
 
 import { randomBytes } from "node:crypto";
 import http from "node:http";
 import { createRequire } from "node:module";
 import { parseArgs } from "node:util";
+
+// Exit cleanly on SIGTERM / SIGINT, also while still starting up (before the modules load).
+const shutdownSteps = [];
+function shutdown() {
+  for (const step of shutdownSteps.splice(0)) {
+    try {
+      step();
+    } catch (err) {
+      console.error("shutdown:", err);
+    }
+  }
+  process.exit(0);
+}
+process.on("SIGTERM", shutdown);
+process.on("SIGINT", shutdown);
 
 const require = createRequire(import.meta.url);
 const grpc = require("@grpc/grpc-js");
@@ -675,6 +692,9 @@ function applyCursors(rows, query, orders) {
  * paths (`__name__` alone: no fields), or null for all fields (no or an empty projection).
  */
 function runQuery(parent, query) {
+  if (query.has_find_nearest) {
+    throw new RpcError(Status.UNIMPLEMENTED, "vector search is not supported by this emulator");
+  }
   const matches = query.has_where ? compileFilter(query.where) : () => true;
   const orders = normalizedOrders(query);
   const rows = [];
@@ -1418,6 +1438,7 @@ function listen(call) {
       for (const [id, entry] of targets) {
         const { docs, paths } = evaluate(entry.target);
         let sent = 0;
+        let removed = 0;
         for (const [name, doc] of docs) {
           if (entry.versions.get(name) === versionOf(doc)) continue;
           send({ document_change: { document: documentObject(doc, paths), target_ids: [id] } });
@@ -1428,11 +1449,11 @@ function listen(call) {
           const gone = !state.getDocument(name).metadata.hasExist;
           const change = { document: name, removed_target_ids: [id] };
           send(gone ? { document_delete: change } : { document_remove: change });
-          sent += 1;
+          removed += 1;
         }
         entry.versions = new Map([...docs].map(([name, doc]) => [name, versionOf(doc)]));
-        bill(projectOf(database), { documentReads: sent });
-        changed ||= sent > 0;
+        bill(projectOf(database), { documentReads: sent }); // removals send no document
+        changed ||= sent + removed > 0;
       }
       if (changed) sendSnapshotMark();
     } catch (err) {
@@ -1579,31 +1600,24 @@ async function main() {
   patchQueryEngine();
   patchServiceRegistration();
   patchServerStart();
+  if (args["exit-on-stdin-close"]) {
+    process.stdin.on("end", shutdown);
+    process.stdin.on("error", shutdown);
+    process.stdin.resume();
+  }
   const emulator = new FirestoreServer();
+  shutdownSteps.push(() => emulator.stop());
   state = emulator.state;
   state.emitter.setMaxListeners(0);
 
   const port = await emulator.start(Number(args.port), args.host);
   const admin = await startAdminServer(args.host, Number(args["admin-port"]));
-  const shownHost = args.host.includes(":") ? `[${args.host}]` : args.host;
-  process.stdout.write(`READY ${shownHost}:${port} admin ${shownHost}:${admin.address().port}\n`);
-
-  let stopping = false;
-  const stop = () => {
-    if (stopping) return;
-    stopping = true;
-    emulator.stop();
+  shutdownSteps.push(() => {
     admin.close();
     admin.closeAllConnections();
-    process.exit(0);
-  };
-  process.on("SIGTERM", stop);
-  process.on("SIGINT", stop);
-  if (args["exit-on-stdin-close"]) {
-    process.stdin.on("end", stop);
-    process.stdin.on("error", stop);
-    process.stdin.resume();
-  }
+  });
+  const shownHost = args.host.includes(":") ? `[${args.host}]` : args.host;
+  process.stdout.write(`READY ${shownHost}:${port} admin ${shownHost}:${admin.address().port}\n`);
   // A bug in one request must not take the emulator down for every other test.
   process.on("uncaughtException", (err) => console.error("uncaught:", err));
 }

@@ -1,4 +1,7 @@
-"""The read API: one handler serves every configured collection (`GET /<collection>[/<id>]`).
+"""The collection API: one handler serves every configured collection (`/<collection>[/<id>]`).
+
+Reads (`GET`, `HEAD`) are answered here; writes (`POST`, `PUT`, `PATCH`, `DELETE`) go to
+`functions.write_api`.
 
 Firestore answers first, within `FIRESTORE_TIMEOUT_S`; on any failure or deadline the same
 request is answered from the collection's snapshot in Cloud Storage (`X-Data-Source:
@@ -11,7 +14,6 @@ no Firestore reads.
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
 import logging
 import threading
 import time
@@ -22,11 +24,12 @@ from urllib.parse import unquote
 
 from flask import Request, Response
 
+from functions import write_api
 from shared import http
 from shared.auth import authenticate
 from shared.breaker import CircuitBreaker
 from shared.cache import TTLCache
-from shared.clients import get_db, get_storage
+from shared.clients import firestore_deadline, get_db, get_storage
 from shared.encoding import encode_document, format_timestamp
 from shared.errors import (
     AppError,
@@ -53,6 +56,7 @@ from shared.snapshots import Snapshot, load_snapshot
 log = logging.getLogger("dashboard.read")
 
 READ_METHODS = ("GET", "HEAD", "OPTIONS")
+ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 @dataclass(frozen=True)
@@ -148,10 +152,12 @@ def _dispatch(request: Request, collection: str, context: ReadContext) -> Respon
     if collection not in settings.collections:
         raise NotFound(f"collection {collection!r} is not configured")
     if request.method == "OPTIONS":
-        return http.preflight_response(request, settings, READ_METHODS)
-    if request.method not in ("GET", "HEAD"):
-        raise MethodNotAllowed(f"{request.method} is not allowed here", allowed=READ_METHODS)
+        return http.preflight_response(request, settings, ALL_METHODS)
+    if request.method not in ALL_METHODS:
+        raise MethodNotAllowed(f"{request.method} is not allowed here", allowed=ALL_METHODS)
     doc_id = _document_id(request.path)
+    if request.method in write_api.WRITE_METHODS:
+        return write_api.handle_write(request, collection, doc_id, context)
     if settings.read_access == "admin":
         authenticate(request.headers, settings, require_admin=True)
     schema = load_schema(collection)
@@ -211,7 +217,7 @@ def _compute_list(context: ReadContext, query: ReadQuery) -> tuple[CachedRespons
     def from_firestore() -> tuple[Page, str]:
         db = context.db()
         fs_query = to_firestore_query(db.collection(query.collection), query)
-        docs = list(fs_query.stream(**_deadline(context.settings)))
+        docs = list(fs_query.stream(**firestore_deadline(context.settings)))
         as_of = docs[0].read_time if docs else started
         fetched = [encode_document(doc.id, doc.to_dict()) for doc in docs]
         return finish_page(fetched, query), format_timestamp(as_of)
@@ -227,7 +233,7 @@ def _compute_list(context: ReadContext, query: ReadQuery) -> tuple[CachedRespons
                        "count": len(page.items), "nextPageToken": page.next_page_token})
     tail = http.dumps({"source": source, "asOf": as_of})
     body = head[:-1] + b"," + tail[1:]
-    return CachedResponse(200, body, _weak_etag(head), source), None
+    return CachedResponse(200, body, http.weak_etag(head), source), None
 
 
 def _compute_get(context: ReadContext, collection: str, doc_id: str,
@@ -235,7 +241,7 @@ def _compute_get(context: ReadContext, collection: str, doc_id: str,
     def from_firestore() -> dict[str, Any] | None:
         ref = context.db().collection(collection).document(doc_id)
         snapshot = ref.get(field_paths=list(fields) if fields is not None else None,
-                           **_deadline(context.settings))
+                           **firestore_deadline(context.settings))
         return encode_document(doc_id, snapshot.to_dict() or {}) if snapshot.exists else None
 
     def from_snapshot(snapshot: Snapshot) -> dict[str, Any] | None:
@@ -248,7 +254,7 @@ def _compute_get(context: ReadContext, collection: str, doc_id: str,
                                      "message": f"no document {doc_id!r} in {collection}"}})
         return CachedResponse(404, body, "", source), None
     body = http.dumps(item)
-    return CachedResponse(200, body, _weak_etag(body), source), None
+    return CachedResponse(200, body, http.weak_etag(body), source), None
 
 
 def _firestore_or_snapshot(context: ReadContext, collection: str,
@@ -286,16 +292,6 @@ def _firestore_or_snapshot(context: ReadContext, collection: str,
     return from_snapshot(snapshot), "snapshot"
 
 
-def _deadline(settings: Settings) -> dict[str, Any]:
-    """A bounded retry and timeout for one Firestore call (the default retry runs for minutes)."""
-    from google.api_core.retry import Retry, if_transient_error
-
-    budget = settings.firestore_timeout_s
-    return {"retry": Retry(predicate=if_transient_error, initial=0.05, maximum=budget / 4,
-                           multiplier=2.0, timeout=budget),
-            "timeout": budget}
-
-
 def _is_query_problem(exc: BaseException) -> bool:
     """Firestore is up but refuses this query (a missing index): no reason to open the circuit."""
     from google.api_core import exceptions as gexc
@@ -307,7 +303,3 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, concurrent.futures.TimeoutError):
         return "deadline exceeded"
     return f"{type(exc).__name__}: {str(exc)[:200]}"
-
-
-def _weak_etag(data: bytes) -> str:
-    return 'W/"' + hashlib.sha256(data).hexdigest()[:32] + '"'

@@ -184,9 +184,9 @@ def _types(prop: Mapping[str, Any], where: str) -> tuple[str, ...]:
         if prop["x-firestore-type"] != "timestamp":
             raise GeneratorError(f"{where}: unknown x-firestore-type "
                                  f"{prop['x-firestore-type']!r}")
-        if any(kind != "null" for kind in kinds):
-            raise GeneratorError(f"{where}: x-firestore-type with a JSON type other than null")
-        kinds = ["timestamp", *kinds]
+        if kinds:
+            raise GeneratorError(f"{where}: x-firestore-type together with a JSON type")
+        kinds = ["timestamp"]
     if not kinds or any(kind not in TYPE_TESTS and kind != "null" for kind in kinds) \
             or all(kind == "null" for kind in kinds):
         raise GeneratorError(f"{where}: needs a type among {sorted(TYPE_TESTS)} "

@@ -174,14 +174,13 @@ class _Parser:
                                 token)
 
     def block(self, scope: _Scope, *, allow_rules: bool) -> None:
-        functions_first = self.index
-        depth_scan = self.index
+        start = self.index
         while not self.at("}") and self.token.kind != "end":
             if self.at("function"):
                 self.skip_function_header(scope)
             else:
                 self.skip_statement()
-        self.index, _ = functions_first, depth_scan
+        self.index = start
         while not self.at("}"):
             if self.at("function"):
                 self.function(scope)
@@ -271,9 +270,7 @@ class _Parser:
                     self.index += 1
                 self.take("}")
             elif self.token.kind in ("name", "number"):
-                self.index += 1
-                while self.at("-") or (self.token.kind in ("name", "number")
-                                       and self.tokens[self.index - 1].text == "-"):
+                while self.token.kind in ("name", "number") or self.at("-"):
                     self.index += 1
             else:
                 raise self.fail("expected a path segment or {wildcard}")

@@ -150,22 +150,24 @@ def bearer_token(headers: Any) -> str:
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("the Authorization header must be 'Bearer <Firebase ID token>'",
                               code="malformed_token")
-    if len(token) > MAX_TOKEN_LENGTH or not _JWT_SHAPE.match(token):
+    if len(token) > MAX_TOKEN_LENGTH or not _JWT_SHAPE.fullmatch(token):
         raise Unauthenticated("the ID token is not a well-formed JWT", code="malformed_token")
     return token
 
 
-def unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The header and claims of a JWT, NOT verified: only to explain a refusal."""
+def unverified_parts(token: str, *, what: str = "ID token",
+                     code: str = "malformed_token") -> tuple[dict[str, Any], dict[str, Any]]:
+    """The header and claims of a JWT, NOT verified: to reject junk before the libraries see it
+    (a deeply nested segment makes their JSON parsers raise RecursionError) and to explain a
+    refusal."""
     try:
         header_b64, payload_b64, _ = token.split(".")
         header = json.loads(_b64decode(header_b64))
         payload = json.loads(_b64decode(payload_b64))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise Unauthenticated("the ID token is not a well-formed JWT",
-                              code="malformed_token") from None
+    except (ValueError, binascii.Error, RecursionError):
+        raise Unauthenticated(f"the {what} is not a well-formed JWT", code=code) from None
     if not isinstance(header, dict) or not isinstance(payload, dict):
-        raise Unauthenticated("the ID token is not a well-formed JWT", code="malformed_token")
+        raise Unauthenticated(f"the {what} is not a well-formed JWT", code=code)
     return header, payload
 
 
@@ -280,9 +282,10 @@ def check_app_check(headers: Any, settings: Settings) -> str | None:
             raise Unauthenticated(f"an {APP_CHECK_HEADER} header is required",
                                   code="missing_app_check")
         return None
-    if len(token) > MAX_TOKEN_LENGTH or not _JWT_SHAPE.match(token):
+    if len(token) > MAX_TOKEN_LENGTH or not _JWT_SHAPE.fullmatch(token):
         raise Unauthenticated("the App Check token is not a well-formed JWT",
                               code="invalid_app_check")
+    unverified_parts(token, what="App Check token", code="invalid_app_check")
     return _verify_app_check(token, settings)
 
 

@@ -8,7 +8,7 @@ the standard emulator variables are honoured exactly as the Google clients do.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shared.settings import Settings
 
@@ -62,3 +62,17 @@ def reset_clients() -> None:
     with _lock:
         _firestore_clients.clear()
         _storage_clients.clear()
+
+
+def firestore_deadline(settings: Settings) -> dict[str, Any]:
+    """`retry` and `timeout` arguments that bound one Firestore call by FIRESTORE_TIMEOUT_S.
+
+    A `timeout` alone does not bound a call: the client's default retry keeps retrying
+    transient errors for minutes. This retry gives up when the same budget is spent.
+    """
+    from google.api_core.retry import Retry, if_transient_error
+
+    budget = settings.firestore_timeout_s
+    return {"retry": Retry(predicate=if_transient_error, initial=0.05, maximum=budget / 4,
+                           multiplier=2.0, timeout=budget),
+            "timeout": budget}

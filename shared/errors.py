@@ -78,6 +78,12 @@ class PayloadTooLarge(AppError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(AppError):
+    """The request body is not of a content type the endpoint accepts."""
+
+    code = "unsupported_media_type"
+
+
 class Unavailable(AppError):
     """Neither the primary store nor the fallback could answer; retry later."""
 

@@ -228,9 +228,9 @@ def setup_logging(*, json_format: bool | None = None, level: int = logging.INFO,
                   stream: TextIO | None = None) -> logging.Handler:
     """Install the one handler of this process on the root logger (idempotent); returns it.
 
-    In JSON mode the plain stream handlers others installed on the root logger (functions-
-    framework's, `basicConfig`'s) are removed so no line is written twice; handlers of other
-    types (pytest's capture) stay.
+    The plain stream handlers others installed on the root logger (functions-framework's,
+    `basicConfig`'s) are removed so no line is written twice; handlers of other types
+    (pytest's capture, a file handler) stay.
     """
     root = logging.getLogger()
     for handler in root.handlers:
@@ -240,10 +240,9 @@ def setup_logging(*, json_format: bool | None = None, level: int = logging.INFO,
     handler = StdoutHandler(stream)
     handler.setFormatter(JsonFormatter() if use_json else TextFormatter())
     handler._dashboard_logs = True  # type: ignore[attr-defined]
-    if use_json:
-        for other in list(root.handlers):
-            if type(other) is logging.StreamHandler:
-                root.removeHandler(other)
+    for other in list(root.handlers):
+        if type(other) is logging.StreamHandler:
+            root.removeHandler(other)
     root.addHandler(handler)
     root.setLevel(level)
     return handler

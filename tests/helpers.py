@@ -9,13 +9,13 @@ from typing import Any
 
 import flask
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
+from werkzeug.routing import Rule
 from werkzeug.test import Client
 
 from functions import read_api
 from shared.snapshots import rebuild_snapshot
 
 UTC = dt.UTC
-METHODS = ["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"]
 ROLES = ("creator", "editor", "admin")
 STATUSES = ("active", "inactive", "pending")
 
@@ -67,8 +67,10 @@ def read_api_client(context: read_api.ReadContext) -> Client:
         def view(path: str = "", collection: str = collection) -> flask.Response:
             return read_api.handle(flask.request, collection, context)
 
-        app.add_url_rule("/", "root", view, methods=METHODS, strict_slashes=False)
-        app.add_url_rule("/<path:path>", "path", view, methods=METHODS)
+        # Like functions-framework: every method reaches the function, on every path.
+        app.url_map.add(Rule("/", defaults={"path": ""}, endpoint="run"))
+        app.url_map.add(Rule("/<path:path>", endpoint="run"))
+        app.view_functions["run"] = view
         mounts[f"/{collection}"] = app
     dispatcher = DispatcherMiddleware(flask.Flask("none"), mounts)
 
@@ -132,3 +134,22 @@ def firestore_client_at(host: str, project: str) -> Any:
 
     with mock.patch.dict(os.environ, {"FIRESTORE_EMULATOR_HOST": host}):
         return firestore.Client(project=project)
+
+
+def emulator_id_token(project: str, uid: str = "admin-1", **claims: Any) -> str:
+    """An unsigned Firebase ID token as the Auth emulator issues them.
+
+    firebase-admin accepts it only while FIREBASE_AUTH_EMULATOR_HOST is set (the local stack);
+    the real signature path is tested in tests/test_auth.py.
+    """
+    import base64
+    import json
+    import time
+
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+    now = int(time.time())
+    payload = {"iss": f"https://securetoken.google.com/{project}", "aud": project, "sub": uid,
+               "user_id": uid, "iat": now, "exp": now + 3600, "auth_time": now, **claims}
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(payload)}."

@@ -296,6 +296,12 @@ MALFORMED_HEADERS = {
     "too long": {"Authorization": "Bearer " + "a" * 5000 + "." + "b" * 5000 + ".c"},
     "control characters": {"Authorization": "Bearer a\x00b.c\x07d.e"},
     "unicode": {"Authorization": "Bearer ä.ö.ü"},
+    "deeply nested payload": {"Authorization": f"Bearer {_b64({'alg': 'RS256', 'kid': KID})}."
+                              + base64.urlsafe_b64encode(b"[" * 3000 + b"]" * 3000)
+                              .rstrip(b"=").decode() + ".c2ln"},
+    "deeply nested header": {"Authorization": "Bearer "
+                             + base64.urlsafe_b64encode(b"[" * 3000 + b"]" * 3000)
+                             .rstrip(b"=").decode() + f".{_b64({'sub': 'x'})}.c2ln"},
 }
 
 
@@ -539,7 +545,10 @@ def test_app_check_required_accepts_a_valid_token(google_certs, app_check_keys, 
     lambda key, other: app_check_token(key, iss="https://evil.example/"),
     lambda key, other: "abc.def.ghi",
     lambda key, other: "not a token",
-], ids=["another key", "wrong aud", "expired", "wrong iss", "garbage JWT", "not a JWT"])
+    lambda key, other: base64.urlsafe_b64encode(b"[" * 3000 + b"]" * 3000).rstrip(b"=").decode()
+    + ".e30.c2ln",
+], ids=["another key", "wrong aud", "expired", "wrong iss", "garbage JWT", "not a JWT",
+        "deeply nested header"])
 def test_app_check_refuses_bad_tokens(google_certs, app_check_keys, key, other_key, make):
     settings = settings_for(APP_CHECK="required")
     headers = {**bearer(sign(claims(admin=True), key)),

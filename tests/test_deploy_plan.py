@@ -10,11 +10,13 @@ that leaves everything but the runtime code behind. Renames and missing entry po
 from __future__ import annotations
 
 import ast
+import concurrent.futures
 import fnmatch
 import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -375,6 +377,17 @@ def test_dedicated_service_accounts_with_least_privilege(script):
             f"projects/{PROJECT}/serviceAccounts/dashboard-build@{PROJECT}.iam.gserviceaccount.com")
 
 
+def test_revocation_checks_add_the_one_role_they_need(main_py):
+    done = dry_run(main_py, CHECK_REVOKED="true")
+    assert done.returncode == 0, done.stderr
+    script = parse(done.stdout)
+    grants = {(one(c, "--member"), one(c, "--role"))
+              for c in script.find("gcloud", "projects", "add-iam-policy-binding")}
+    assert (f"serviceAccount:dashboard-functions@{PROJECT}.iam.gserviceaccount.com",
+            "roles/firebaseauth.viewer") in grants
+    assert "CHECK_REVOKED" in script.files[".deploy/env.yaml"]
+
+
 def test_snapshot_bucket_is_private_with_a_lifecycle_for_old_reports(script):
     bucket = f"gs://{PROJECT}-snapshots"
     create = script.find("gcloud", "storage", "buckets", "create")
@@ -477,6 +490,36 @@ def test_a_renamed_or_mistyped_entry_point_stops_the_deploy(tmp_path, old, new, 
     assert done.returncode == 2
     assert words in done.stderr, done.stderr
     assert done.stdout == ""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("gcloud") is None, reason="gcloud is not installed here")
+def test_gcloud_itself_accepts_every_command(script, tmp_path):
+    """Where gcloud is installed: each command parses (an unknown flag or a bad value exits 2)
+    and stops at the missing login. The configuration directory is empty and the environment
+    minimal, so no account, credential or project can be reached."""
+    work = tmp_path / "work"
+    for path, content in script.files.items():
+        (work / path).parent.mkdir(parents=True, exist_ok=True)
+        (work / path).write_text(content)
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "LANG": "C.UTF-8",
+           "CLOUDSDK_CONFIG": str(tmp_path / "gcloud-config"),
+           "CLOUDSDK_CORE_DISABLE_PROMPTS": "1", "CLOUDSDK_CORE_CHECK_GCE_METADATA": "false",
+           "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "true",
+           "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "true"}
+    commands = [c for c in script.commands if c[0] == "gcloud"] + list(script.unless.values())
+    commands += [check for check, _ in script.expectations]
+
+    def attempt(command: list[str]) -> tuple[list[str], int, str]:
+        done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True,
+                              timeout=120)
+        return command, done.returncode, done.stderr
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        for command, code, stderr in pool.map(attempt, commands):
+            assert code != 2 and "unrecognized arguments" not in stderr, (command, stderr)
+            assert "You do not currently have an active account selected" in stderr, \
+                (command, stderr)
 
 
 # --- the upload and the real run ---------------------------------------------------------------

@@ -234,9 +234,11 @@ def test_cors_for_allowed_and_foreign_origins(api, firestore_client):
     assert error.headers["Access-Control-Allow-Origin"] == ORIGIN
 
 
-@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
-def test_wrong_method_is_405(api, method):
-    response = api.open("/users", method=method)
+@pytest.mark.parametrize(("method", "path"), [("TRACE", "/users"), ("PROPFIND", "/users/u_1"),
+                                              ("POST", "/users/u_1"), ("PUT", "/users"),
+                                              ("PATCH", "/users"), ("DELETE", "/users")])
+def test_wrong_method_is_405(api, method, path):
+    response = api.open(path, method=method)
     assert response.status_code == 405
     assert response.json["error"]["code"] == "method_not_allowed"
     assert "GET" in response.headers["Allow"]
@@ -288,3 +290,13 @@ def test_as_of_is_a_utc_timestamp(api, firestore_client):
     assert as_of.endswith("Z")
     assert abs(parse_timestamp(as_of) - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=5)
     assert format_timestamp(parse_timestamp(as_of)) == as_of
+
+
+def test_head_and_configured_cache_control(make_api, firestore_client):
+    seed_users(firestore_client, 2)
+    api = make_api(CACHE_CONTROL="private, max-age=30")
+    head = api.head("/users")
+    assert head.status_code == 200 and head.data == b""
+    assert head.headers["ETag"] == api.get("/users").headers["ETag"]
+    assert head.headers["Cache-Control"] == "private, max-age=30"
+    assert api.get("/users?limit=0").headers["Cache-Control"] == "no-store"

@@ -153,3 +153,16 @@ def test_updated_since_poll_with_no_change_costs_at_most_one_read(make_api, read
     response = api.get(f"/users?updatedSince={as_of}")
     assert response.status_code == 200 and response.json["items"] == []
     assert reads.count() <= 1
+
+
+def test_hung_firestore_on_a_single_document_read(make_context, project_id, published,
+                                                  black_hole):
+    from tests.helpers import read_api_client
+
+    hung = firestore_client_at(black_hole.host, project_id)
+    api = read_api_client(make_context(db=lambda: hung, FIRESTORE_TIMEOUT_S="0.5"))
+    started = time.perf_counter()
+    response = api.get("/users/u_0004")
+    assert time.perf_counter() - started < 1.0
+    assert response.status_code == 200 and response.headers["X-Data-Source"] == "snapshot"
+    assert response.json["id"] == "u_0004"

@@ -604,3 +604,18 @@ class TestEmulatorAdmin:
         assert list(coll.stream()) == []
         assert other.collection("items").document("b").get().exists
         other.close()
+
+    def test_listen_bills_one_read_per_document_sent(self, admin, coll, project_id):
+        put(coll, {"a": {"v": 1}, "b": {"v": 1}})
+        harness.reset_firestore_stats(admin, project_id)
+        events: queue.Queue = queue.Queue()
+        watch = coll.on_snapshot(lambda docs, _changes, _read_time: events.put(ids(docs)))
+        try:
+            assert _next_change(events) == ["a", "b"]  # 2 documents sent
+            coll.document("a").update({"v": 2})
+            assert _next_change(events) == ["a", "b"]  # only "a" is sent again
+            coll.document("b").delete()
+            assert _next_change(events) == ["a"]  # a removal sends no document
+        finally:
+            watch.unsubscribe()
+        assert harness.firestore_stats(admin, project_id)["documentReads"] == 3

@@ -1,0 +1,211 @@
+"""The write API of a collection's function (admin only): POST, PUT, PATCH and DELETE.
+
+Bodies are validated by the collection's schema (`shared.records.convert_record`, the same
+conversion as the migration) and every field error is returned at once. `createdAt` and
+`updatedAt` are server timestamps; server-owned fields in a body (`id` on PUT/PATCH,
+`createdAt`, `updatedAt`) are ignored. Optimistic concurrency: `If-Match` carries the ETag a
+GET returned, and every update or delete is written with a `last_update_time` precondition on
+the version that was checked, so a concurrent change between check and write gives a 412
+instead of a lost update. A write invalidates this instance's cached reads of the collection.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from flask import Request, Response
+
+from shared import http
+from shared.auth import authenticate
+from shared.clients import firestore_deadline
+from shared.encoding import encode_document
+from shared.errors import (
+    BadRequest,
+    Conflict,
+    MethodNotAllowed,
+    NotFound,
+    PreconditionFailed,
+)
+from shared.records import RecordError, convert_record
+from shared.schema import CollectionSchema, load_schema
+
+if TYPE_CHECKING:
+    from functions.read_api import ReadContext
+
+WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+SERVER_FIELDS = ("createdAt", "updatedAt")
+COLLECTION_METHODS = ("GET", "HEAD", "POST", "OPTIONS")
+DOCUMENT_METHODS = ("GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def handle_write(request: Request, collection: str, doc_id: str | None,
+                 context: ReadContext) -> Response:
+    """Authorize, validate and apply one write; returns the response (errors are raised)."""
+    settings = context.settings
+    if doc_id is None and request.method != "POST":
+        raise MethodNotAllowed(f"{request.method} needs a document id",
+                               allowed=COLLECTION_METHODS)
+    if doc_id is not None and request.method == "POST":
+        raise MethodNotAllowed("POST creates in the collection; use PUT or PATCH on a document",
+                               allowed=DOCUMENT_METHODS)
+    authenticate(request.headers, settings, require_admin=True)
+    schema = load_schema(collection)
+    db = context.db()
+    writer = _Writer(db, schema, request.headers.get("If-Match"),
+                     firestore_deadline(context.settings))
+    if request.method == "DELETE":
+        writer.delete(doc_id)
+        response = Response(status=204)
+    else:
+        body = http.read_json_body(request, max_bytes=settings.max_body_bytes)
+        if not isinstance(body, dict):
+            raise BadRequest("the body must be a JSON object", code="invalid_body")
+        if request.method == "POST":
+            item, status = writer.create(body), 201
+        elif request.method == "PUT":
+            item, status = writer.replace(doc_id, body)
+        else:
+            item, status = writer.patch(doc_id, body), 200
+        payload = http.dumps(item)
+        response = Response(payload, status=status, content_type=http.JSON_TYPE)
+        response.headers["ETag"] = http.weak_etag(payload)
+        if status == 201:
+            response.headers["Location"] = f"{request.url_root}{quote(item['id'], safe='')}"
+    response.headers["Cache-Control"] = "no-store"
+    context.cache.invalidate(lambda key: _key_collection(key) == collection)
+    return response
+
+
+def _key_collection(key: Any) -> str | None:
+    """The collection a read-cache key belongs to (keys are ("list", query) or ("get", c, ...))."""
+    if key[0] == "list":
+        return key[1].collection
+    return key[1]
+
+
+class _Writer:
+    """One write request against one collection, with its precondition and deadline."""
+
+    def __init__(self, db: Any, schema: CollectionSchema, if_match: str | None,
+                 deadline: dict[str, Any]):
+        self.db = db
+        self.schema = schema
+        self.if_match = if_match
+        self.deadline = deadline
+        self.collection = db.collection(schema.name)
+
+    def _convert(self, body: dict[str, Any], doc_id: str | None, *, partial: bool) -> Any:
+        record = {key: value for key, value in body.items() if key not in SERVER_FIELDS}
+        if doc_id is not None:
+            record.pop(self.schema.id_field, None)
+        elif record.get(self.schema.id_field) in (None, ""):
+            record[self.schema.id_field] = self.collection.document().id
+        try:
+            return convert_record(record, self.schema, doc_id=doc_id, partial=partial)
+        except RecordError as exc:
+            fields = [{"field": p.field, "message": p.message} for p in exc.problems]
+            if not fields:
+                fields = [{"field": self.schema.id_field if "id" in exc.reason else None,
+                           "message": exc.message}]
+            raise BadRequest(f"the document is invalid: {exc.message}", code="validation_failed",
+                             details={"fields": fields}) from None
+
+    def _current(self, doc_id: str) -> Any:
+        """The current version, checked against If-Match (412 when it differs)."""
+        snapshot = self.collection.document(doc_id).get(**self.deadline)
+        if self.if_match is not None:
+            current = (http.weak_etag(http.dumps(encode_document(doc_id, snapshot.to_dict())))
+                       if snapshot.exists else None)
+            if current is None or not _etag_equal(self.if_match, current):
+                raise PreconditionFailed("the document changed since it was read",
+                                         code="precondition_failed")
+        return snapshot
+
+    def _item(self, doc_id: str, data: dict[str, Any]) -> dict[str, Any]:
+        return encode_document(doc_id, data)
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        from google.api_core.exceptions import AlreadyExists
+        from google.cloud import firestore
+
+        converted = self._convert(body, None, partial=False)
+        ref = self.collection.document(converted.doc_id)
+        try:
+            result = ref.create({**converted.data, "createdAt": firestore.SERVER_TIMESTAMP,
+                                 "updatedAt": firestore.SERVER_TIMESTAMP}, **self.deadline)
+        except AlreadyExists:
+            raise Conflict(f"{self.schema.name}/{converted.doc_id} exists already",
+                           code="already_exists") from None
+        return self._item(converted.doc_id, {**converted.data, "createdAt": result.update_time,
+                                             "updatedAt": result.update_time})
+
+    def replace(self, doc_id: str, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        from google.api_core.exceptions import AlreadyExists, FailedPrecondition
+        from google.cloud import firestore
+
+        converted = self._convert(body, doc_id, partial=False)
+        snapshot = self._current(doc_id)
+        ref = self.collection.document(doc_id)
+        data = {**converted.data, "updatedAt": firestore.SERVER_TIMESTAMP}
+        try:
+            if not snapshot.exists:
+                result = ref.create({**data, "createdAt": firestore.SERVER_TIMESTAMP},
+                                    **self.deadline)
+                return self._item(doc_id, {**converted.data, "createdAt": result.update_time,
+                                           "updatedAt": result.update_time}), 201
+            current = snapshot.to_dict() or {}
+            created = current.get("createdAt", snapshot.create_time)
+            # A replace is an update of every field plus deletes of the fields that went away:
+            # `set()` cannot carry the last-update-time precondition, `update()` can.
+            removed = {name: firestore.DELETE_FIELD for name in current
+                       if name not in converted.data and name not in SERVER_FIELDS}
+            result = ref.update(
+                {**data, **removed, "createdAt": created},
+                option=self.db.write_option(last_update_time=snapshot.update_time),
+                **self.deadline)
+        except (AlreadyExists, FailedPrecondition):
+            raise PreconditionFailed("the document changed while it was being replaced",
+                                     code="precondition_failed") from None
+        return self._item(doc_id, {**converted.data, "createdAt": created,
+                                   "updatedAt": result.update_time}), 200
+
+    def patch(self, doc_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        from google.api_core.exceptions import FailedPrecondition
+        from google.api_core.exceptions import NotFound as GoogleNotFound
+        from google.cloud import firestore
+
+        converted = self._convert(body, doc_id, partial=True)
+        snapshot = self._current(doc_id)
+        if not snapshot.exists:
+            raise NotFound(f"no document {doc_id!r} in {self.schema.name}")
+        try:
+            result = self.collection.document(doc_id).update(
+                {**converted.data, "updatedAt": firestore.SERVER_TIMESTAMP},
+                option=self.db.write_option(last_update_time=snapshot.update_time),
+                **self.deadline)
+        except (FailedPrecondition, GoogleNotFound):
+            raise PreconditionFailed("the document changed while it was being updated",
+                                     code="precondition_failed") from None
+        merged = {**(snapshot.to_dict() or {}), **converted.data, "updatedAt": result.update_time}
+        return self._item(doc_id, merged)
+
+    def delete(self, doc_id: str) -> None:
+        from google.api_core.exceptions import FailedPrecondition
+
+        snapshot = self._current(doc_id)
+        if not snapshot.exists:
+            raise NotFound(f"no document {doc_id!r} in {self.schema.name}")
+        try:
+            self.collection.document(doc_id).delete(
+                option=self.db.write_option(last_update_time=snapshot.update_time),
+                **self.deadline)
+        except FailedPrecondition:
+            raise PreconditionFailed("the document changed while it was being deleted",
+                                     code="precondition_failed") from None
+
+
+def _etag_equal(header: str, etag: str) -> bool:
+    opaque = etag.removeprefix("W/")
+    return any(part.strip() == "*" or part.strip().removeprefix("W/") == opaque
+               for part in header.split(","))
