@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8080
 
-.PHONY: dev test lint bench install clean
+.PHONY: dev test lint bench deploy rules-test install clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,19 @@ lint: install
 ## Read-path benchmark (issue figures: medians, p95, ratios, document reads).
 bench: install
 	$(PY) bench/read_bench.py
+
+rules/node_modules/.installed: rules/package.json rules/package-lock.json
+	cd rules && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+## Firestore/Storage rules tests under Google's emulators (exit 77 = NOT RUN, never a pass).
+rules-test: rules/node_modules/.installed
+	node rules/run.mjs
+
+## Deploy to Google Cloud (gcloud and firebase logged in):
+##   make deploy PROJECT=my-project REGION=europe-west1 [FIRESTORE_LOCATION=eur3] [DRY_RUN=1]
+deploy:
+	$(PYTHON) deploy/deploy.py
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .dev

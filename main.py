@@ -2,7 +2,11 @@
 
 import functions_framework
 
+from functions import publish_snapshot as publisher
 from functions import read_api
+from shared.logs import setup_logging
+
+setup_logging()  # no I/O: installs the JSON log handler on Cloud Functions
 
 
 @functions_framework.http
@@ -15,3 +19,9 @@ def users(request):
 def jobs(request):
     """Read API of the `jobs` collection."""
     return read_api.serve(request, "jobs")
+
+
+@functions_framework.cloud_event
+def publish_snapshot(cloud_event):
+    """Firestore `document.v1.written` events of every configured collection -> snapshots."""
+    publisher.handle_event(cloud_event)

@@ -444,6 +444,9 @@ def build_plan(config: Config, main_py: Path = MAIN) -> Plan:
 
     plan.steps.append(WriteFile(ENV_FILE, env_yaml(config),
                                 why="the functions' settings (no secrets)"))
+    if config.database != "(default)":
+        plan.notes.append(f"FIRESTORE_DATABASE is {config.database}: firebase.json must name it "
+                          "(\"firestore\": [{\"database\": ...}]) for its rules and indexes")
     plan.run("firebase", "deploy", "--only", "firestore:rules,firestore:indexes",
              "--project", config.project, "--non-interactive",
              why="Firestore rules and indexes, before the code that queries them")

@@ -20,13 +20,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
 
 from flask import Request, Response
 
 from functions import write_api
 from shared import http
-from shared.auth import authenticate
+from shared.auth import authenticate, check_app_check
 from shared.breaker import CircuitBreaker
 from shared.cache import TTLCache
 from shared.clients import firestore_deadline, get_db, get_storage
@@ -38,6 +37,7 @@ from shared.errors import (
     NotFound,
     Unavailable,
 )
+from shared.logs import request_context, request_log
 from shared.query import (
     Page,
     ReadQuery,
@@ -52,6 +52,7 @@ from shared.query import (
 from shared.schema import load_schema, utc_now
 from shared.settings import Settings, get_settings
 from shared.snapshots import Snapshot, load_snapshot
+from shared.tombstones import deleted_since
 
 log = logging.getLogger("dashboard.read")
 
@@ -67,6 +68,7 @@ class CachedResponse:
     body: bytes
     etag: str
     source: str
+    count: int | None = None
     gzipped: list[bytes] = field(default_factory=list, compare=False)
 
     def gzip_body(self) -> bytes:
@@ -130,19 +132,23 @@ def serve(request: Request, collection: str) -> Response:
     try:
         context = get_read_context()
     except AppError as exc:
-        log.error("cannot start: %s", exc.message)
+        with request_context(request, function=collection, collection=collection):
+            log.error("cannot start: %s", exc.message)
         return http.error_response(exc)
     return handle(request, collection, context)
 
 
 def handle(request: Request, collection: str, context: ReadContext) -> Response:
-    """Answer one request to the read API of `collection` (CORS and security headers included)."""
+    """Answer one request of `collection` (CORS and security headers included), logging one
+    structured line with status, source, latency and document count."""
     started = time.perf_counter()
-    response = _dispatch(request, collection, context)
-    http.finish(request, response, context.settings)
-    log.info("%s %s -> %s source=%s %.1f ms", request.method, request.full_path.rstrip("?"),
-             response.status_code, response.headers.get("X-Data-Source", "-"),
-             (time.perf_counter() - started) * 1000)
+    with request_context(request, function=collection, collection=collection,
+                         project=context.settings.project):
+        response = _dispatch(request, collection, context)
+        http.finish(request, response, context.settings)
+        request_log(response.status_code, response.headers.get("X-Data-Source"),
+                    (time.perf_counter() - started) * 1000,
+                    getattr(response, "document_count", None))
     return response
 
 
@@ -160,6 +166,8 @@ def _dispatch(request: Request, collection: str, context: ReadContext) -> Respon
         return write_api.handle_write(request, collection, doc_id, context)
     if settings.read_access == "admin":
         authenticate(request.headers, settings, require_admin=True)
+    else:
+        check_app_check(request.headers, settings)
     schema = load_schema(collection)
     if doc_id is None:
         query = parse_list_query(request.args.items(multi=True), schema,
@@ -186,10 +194,7 @@ def _document_id(path: str) -> str | None:
         return None
     if len(parts) > 1:
         raise NotFound("no such path")
-    try:
-        return check_document_id(unquote(parts[0], errors="strict"))
-    except UnicodeDecodeError:
-        raise BadRequest("document id is not valid UTF-8", code="invalid_id") from None
+    return check_document_id(parts[0])  # the WSGI server has percent-decoded the path
 
 
 def _respond(request: Request, cached: CachedResponse, settings: Settings) -> Response:
@@ -205,6 +210,7 @@ def _respond(request: Request, cached: CachedResponse, settings: Settings) -> Re
         response = Response(cached.body, status=200, content_type=http.JSON_TYPE)
     response.vary.add("Accept-Encoding")
     response.headers["X-Data-Source"] = cached.source
+    response.document_count = cached.count
     if cached.status == 200:
         response.headers["ETag"] = cached.etag
         response.headers["Cache-Control"] = settings.cache_control
@@ -214,26 +220,37 @@ def _respond(request: Request, cached: CachedResponse, settings: Settings) -> Re
 # --- answering from Firestore, else from the snapshot ------------------------------------------
 
 def _compute_list(context: ReadContext, query: ReadQuery) -> tuple[CachedResponse, float | None]:
-    def from_firestore() -> tuple[Page, str]:
+    # A poll (`updatedSince`) also lists the ids deleted since then, on its first page only,
+    # from the tombstones the snapshot publisher records (shared.tombstones).
+    polls_deletions = query.updated_since is not None and query.cursor is None
+
+    def from_firestore() -> tuple[Page, str, list[str]]:
         db = context.db()
         fs_query = to_firestore_query(db.collection(query.collection), query)
         docs = list(fs_query.stream(**firestore_deadline(context.settings)))
         as_of = docs[0].read_time if docs else started
         fetched = [encode_document(doc.id, doc.to_dict()) for doc in docs]
-        return finish_page(fetched, query), format_timestamp(as_of)
+        deleted = (deleted_since(db, query.collection, query.updated_since,
+                                 **firestore_deadline(context.settings))
+                   if polls_deletions else [])
+        return finish_page(fetched, query), format_timestamp(as_of), deleted
 
-    def from_snapshot(snapshot: Snapshot) -> tuple[Page, str]:
+    def from_snapshot(snapshot: Snapshot) -> tuple[Page, str, list[str]]:
+        deleted = snapshot.deleted_since(query.updated_since) if polls_deletions else []
         return run_on_items(snapshot.items, query, load_schema(query.collection)), \
-            snapshot.generated_at
+            snapshot.generated_at, deleted
 
     started = utc_now()
-    (page, as_of), source = _firestore_or_snapshot(context, query.collection,
-                                                    from_firestore, from_snapshot)
-    head = http.dumps({"collection": query.collection, "items": page.items,
-                       "count": len(page.items), "nextPageToken": page.next_page_token})
+    (page, as_of, deleted), source = _firestore_or_snapshot(context, query.collection,
+                                                             from_firestore, from_snapshot)
+    listing: dict[str, Any] = {"collection": query.collection, "items": page.items,
+                               "count": len(page.items), "nextPageToken": page.next_page_token}
+    if query.updated_since is not None:
+        listing["deleted"] = deleted
+    head = http.dumps(listing)
     tail = http.dumps({"source": source, "asOf": as_of})
     body = head[:-1] + b"," + tail[1:]
-    return CachedResponse(200, body, http.weak_etag(head), source), None
+    return CachedResponse(200, body, http.weak_etag(head), source, len(page.items)), None
 
 
 def _compute_get(context: ReadContext, collection: str, doc_id: str,
@@ -252,9 +269,9 @@ def _compute_get(context: ReadContext, collection: str, doc_id: str,
     if item is None:
         body = http.dumps({"error": {"code": "not_found",
                                      "message": f"no document {doc_id!r} in {collection}"}})
-        return CachedResponse(404, body, "", source), None
+        return CachedResponse(404, body, "", source, 0), None
     body = http.dumps(item)
-    return CachedResponse(200, body, http.weak_etag(body), source), None
+    return CachedResponse(200, body, http.weak_etag(body), source, 1), None
 
 
 def _firestore_or_snapshot(context: ReadContext, collection: str,

@@ -77,6 +77,8 @@ def error_response(exc: errors.AppError) -> Response:
     response.headers.update(SECURITY_HEADERS)
     if isinstance(exc, errors.MethodNotAllowed):
         response.headers["Allow"] = ", ".join(exc.allowed)
+    if isinstance(exc, errors.Unauthenticated):
+        response.headers["WWW-Authenticate"] = 'Bearer realm="firebase"'
     if isinstance(exc, errors.Unavailable):
         response.headers["Retry-After"] = str(exc.retry_after_s)
     return response

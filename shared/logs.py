@@ -233,6 +233,11 @@ def setup_logging(*, json_format: bool | None = None, level: int = logging.INFO,
     (pytest's capture, a file handler) stay.
     """
     root = logging.getLogger()
+    # functions-framework's dictConfig (LOG_EXECUTION_ID) disables every logger that exists
+    # when it runs; ours must keep logging whatever the import order was.
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if name.startswith("dashboard") and isinstance(logger, logging.Logger):
+            logger.disabled = False
     for handler in root.handlers:
         if getattr(handler, "_dashboard_logs", False):
             return handler

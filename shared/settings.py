@@ -29,7 +29,7 @@ class Settings:
     snapshot_bucket: str
     collections: tuple[str, ...] = ("users", "jobs")
     allowed_origins: frozenset[str] = frozenset()
-    read_access: str = "public"
+    read_access: str = "admin"
     firestore_timeout_s: float = 2.0
     storage_timeout_s: float = 5.0
     cache_ttl_s: float = 10.0
@@ -41,6 +41,15 @@ class Settings:
     max_body_bytes: int = 10 * 1024 * 1024
     check_revoked: bool = False
     app_check: str = "off"
+    max_event_age_s: float = 3600.0
+    publish_interval_s: float = 1.0
+    publish_wait_s: float = 60.0
+    tombstone_retention_s: float = 30 * 86400.0
+    migration_batch_size: int = 400
+    migration_concurrency: int = 8
+    migration_start_ops_s: float = 500.0
+    migration_timeout_s: float = 30.0
+    migration_time_budget_s: float = 3300.0
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False, hash=False)
 
     @property
@@ -60,7 +69,7 @@ class Settings:
             snapshot_bucket=reader.text("SNAPSHOT_BUCKET", required=True, pattern=_BUCKET_NAME),
             collections=collections,
             allowed_origins=reader.origins("ALLOWED_ORIGINS"),
-            read_access=reader.choice("READ_ACCESS", ("public", "admin"), default="public"),
+            read_access=reader.choice("READ_ACCESS", ("public", "admin"), default="admin"),
             firestore_timeout_s=reader.number("FIRESTORE_TIMEOUT_S", 2.0, low=0.05, high=60),
             storage_timeout_s=reader.number("STORAGE_TIMEOUT_S", 5.0, low=0.1, high=120),
             cache_ttl_s=reader.number("CACHE_TTL_S", 10.0, low=0, high=3600),
@@ -73,6 +82,22 @@ class Settings:
                                              high=32 * 1024 * 1024)),
             check_revoked=reader.flag("CHECK_REVOKED", default=False),
             app_check=reader.choice("APP_CHECK", ("off", "optional", "required"), default="off"),
+            max_event_age_s=reader.number("MAX_EVENT_AGE_S", 3600.0, low=1, high=7 * 86400),
+            publish_interval_s=reader.number("PUBLISH_INTERVAL_S", 1.0, low=0, high=600),
+            publish_wait_s=reader.number("PUBLISH_WAIT_S", 60.0, low=1, high=3600),
+            tombstone_retention_s=reader.number("TOMBSTONE_RETENTION_S", 30 * 86400.0,
+                                                low=60, high=400 * 86400),
+            # A migration commit holds its batch plus the batch's checkpoint: 499 + 1 writes.
+            migration_batch_size=int(reader.number("MIGRATION_BATCH_SIZE", 400, low=1,
+                                                   high=499)),
+            migration_concurrency=int(reader.number("MIGRATION_CONCURRENCY", 8, low=1, high=64)),
+            # Firestore's 500/50/5 ramp-up: the starting writes per second of a migration.
+            migration_start_ops_s=reader.number("MIGRATION_START_OPS_S", 500, low=1,
+                                                high=1_000_000),
+            migration_timeout_s=reader.number("MIGRATION_TIMEOUT_S", 30, low=1, high=600),
+            # Under the function's timeout (deploy: 3600 s), so a run pauses cleanly instead.
+            migration_time_budget_s=reader.number("MIGRATION_TIME_BUDGET_S", 3300, low=10,
+                                                  high=86400),
             environ=env,
         )
         if reader.text("FIREBASE_AUTH_EMULATOR_HOST") and not project.startswith("demo-"):
@@ -84,6 +109,12 @@ class Settings:
                 "accept unsigned ID tokens. Unset FIREBASE_AUTH_EMULATOR_HOST, or use a demo- "
                 "project locally", code="unsafe_setting",
                 details={"setting": "FIREBASE_AUTH_EMULATOR_HOST"})
+        if settings.tombstone_retention_s < settings.max_event_age_s:
+            # A pruned tombstone can no longer stop a late update from resurrecting a deleted
+            # document, so tombstones must outlive the oldest event the publisher accepts.
+            raise ConfigError("TOMBSTONE_RETENTION_S must be at least MAX_EVENT_AGE_S",
+                              code="invalid_setting",
+                              details={"setting": "TOMBSTONE_RETENTION_S"})
         if settings.default_limit > settings.max_limit:
             raise ConfigError("DEFAULT_LIMIT must not exceed MAX_LIMIT", code="invalid_setting")
         return settings

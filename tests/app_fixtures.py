@@ -16,6 +16,7 @@ def make_context(emulator_env, firestore_client, storage_client, monkeypatch):
     from shared.settings import Settings
 
     monkeypatch.setenv("ALLOWED_ORIGINS", "https://dash.example.org")
+    monkeypatch.setenv("READ_ACCESS", "public")  # reads with tokens: tests/test_auth.py
     contexts = []
 
     def make(db=None, **env):

@@ -305,6 +305,40 @@ MALFORMED_HEADERS = {
 }
 
 
+ODD_VALUES = [None, True, False, 0, -1, 1.5, 1e308, -1e308, 2**70, "", "x" * 300, "0", "true",
+              [], ["x"], {}, {"admin": True}, "\u202e\u0000", "' OR 1=1 --", "../../etc/passwd",
+              "${jndi:ldap://x}", "<script>", "__proto__"]
+
+
+def test_odd_claim_and_header_values_are_always_4xx(google_certs, key):
+    """Signed (and unsigned) tokens whose claims or header fields have every odd type: each
+    ends as a 401 or 403 AppError, never another exception (which would be a 500)."""
+    import random
+
+    rng = random.Random(5)  # noqa: S311 - a reproducible corpus, not a secret
+    names = ["iss", "aud", "sub", "iat", "exp", "auth_time", "admin", "email", "firebase"]
+    tried = 0
+    for _ in range(400):
+        payload = claims(admin=True)
+        for name in rng.sample(names, rng.randint(1, 3)):
+            payload[name] = rng.choice(ODD_VALUES)
+        if rng.random() < 0.2:
+            header = {"alg": rng.choice(["RS256", "none", None, 1, ["RS256"]]),
+                      "kid": rng.choice([KID, None, 1, [KID], {}, "x" * 200])}
+            token = f"{_b64(header)}.{_b64(payload)}.{rng.choice(['', 'c2ln', 'AAAA'])}"
+        else:
+            token = jwt.api_jws.encode(json.dumps(payload).encode(), key, algorithm="RS256",
+                                       headers={"kid": KID})
+        try:
+            principal = authenticate(bearer(token), settings_for(), require_admin=True)
+        except AppError as exc:
+            assert status_of(exc) in (401, 403), (payload, exc.code)
+        else:
+            assert principal.admin and principal.claims["admin"] is True
+        tried += 1
+    assert tried == 400
+
+
 def test_missing_header_is_401_missing_token():
     for headers in ({}, {"Authorization": ""}, {"Authorization": "   "}):
         error = refusal(headers)

@@ -219,3 +219,29 @@ def test_rules_check_compares_the_released_ruleset(healthy, tmp_path):
     assert missing.status == "FAIL" and "firebase deploy" in missing.detail
     denied = doctor.check_rules(settings, rules, session_factory=session("", 403))
     assert denied.status == "skip" and "403" in denied.detail
+
+
+def test_bucket_iam_that_cannot_be_read_is_skipped_not_passed():
+    """An emulator without IAM (or an identity without getIamPolicy) gives `skip`, with why."""
+    from types import SimpleNamespace
+
+    from google.api_core import exceptions as gexc
+
+    from shared.settings import Settings
+
+    settings = Settings.from_env({"GOOGLE_CLOUD_PROJECT": "demo-doctor",
+                                  "SNAPSHOT_BUCKET": "demo-doctor-snapshots",
+                                  "STORAGE_EMULATOR_HOST": "http://127.0.0.1:1"})
+    for error, words in ((gexc.NotFound("no route"), "may not implement IAM"),
+                         (gexc.MethodNotImplemented("no IAM"), "may not implement IAM"),
+                         (gexc.Forbidden("denied"), "getIamPolicy")):
+        def refuse(*args, error=error, **kwargs):
+            raise error
+
+        bucket = SimpleNamespace(
+            name="demo-doctor-snapshots", get_iam_policy=refuse,
+            iam_configuration=SimpleNamespace(public_access_prevention=None,
+                                              uniform_bucket_level_access_enabled=False))
+        check = doctor.check_bucket_access(settings, bucket)
+        assert check.status == "skip", check.line
+        assert words in check.detail

@@ -32,8 +32,10 @@ def fresh_instance():
 
 
 def test_entry_points_serve_each_collection_on_one_port(emulator_env, firestore_client,
-                                                        fresh_instance):
+                                                        fresh_instance, monkeypatch):
     from dev.app import create_stack_app
+
+    monkeypatch.setenv("READ_ACCESS", "public")
 
     seed_users(firestore_client, 3)
     client = Client(create_stack_app({"users": "http", "jobs": "http"}))
@@ -62,3 +64,11 @@ def test_importing_main_creates_no_client_and_loads_no_google_library():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, timeout=60, check=True)
     assert result.stdout.strip() == "", f"imported at module load: {result.stdout}"
+
+
+def test_reads_need_an_admin_token_by_default(emulator_env, fresh_instance):
+    from dev.app import create_stack_app
+
+    response = Client(create_stack_app({"users": "http"})).get("/users")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")

@@ -15,7 +15,7 @@ BASE = {"GOOGLE_CLOUD_PROJECT": "demo-test", "SNAPSHOT_BUCKET": "demo-bucket"}
 def test_defaults():
     settings = Settings.from_env(BASE)
     assert settings.collections == ("users", "jobs")
-    assert settings.read_access == "public"
+    assert settings.read_access == "admin", "nothing is public by default"
     assert settings.allowed_origins == frozenset()
     assert settings.firestore_timeout_s == 2.0 and settings.cache_ttl_s == 10.0
     assert settings.cache_control == "private, no-cache"
