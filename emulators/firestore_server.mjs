@@ -18,7 +18,8 @@
 //     every field transform (ArrayUnion, ...) with transform_results, strictly increasing commit
 //     times with microsecond precision, no-op writes keep their update_time;
 //   - RPCs the package leaves unimplemented: BatchWrite, GetDocument, ListDocuments,
-//     ListCollectionIds; Listen sends incremental changes; transactions detect conflicts;
+//     ListCollectionIds; Listen sends incremental changes (and handles remove_target);
+//   - transactions: conflicts abort (ABORTED, retried by clients), older transactions win;
 //   - an admin HTTP server: /health, billing-like /stats, and DELETE of a project's documents.
 //
 // Known gaps (not needed by the product): no security rules, no composite-index requirements

@@ -1,0 +1,1 @@
+"""Conformance tests: the Firestore and Cloud Storage behaviour the product relies on."""
