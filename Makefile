@@ -24,6 +24,7 @@ dev: install
 
 ## The whole test suite against the emulators (started and stopped by the tests).
 test: install
+	node --test web/tests/*.test.js
 	$(PY) -m pytest
 
 lint: install

@@ -3,6 +3,10 @@
 Each function gets the app functions-framework itself builds for it (`create_app`), mounted
 under its name, so locally `http://127.0.0.1:8080/users/u_1` reaches the `users` function with
 path `/u_1`, exactly as Cloud Functions routes `https://REGION-PROJECT.cloudfunctions.net/users/u_1`.
+
+Everything else is the demo dashboard: the static files of `web/` at `/` (`index.html`,
+`app.js`, `data-client.js`, `styles.css`), as a static host would serve them. Paths that are
+neither a function nor a file of the page answer the JSON 404 of the functions.
 """
 
 from __future__ import annotations
@@ -10,10 +14,27 @@ from __future__ import annotations
 from pathlib import Path
 
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
-from werkzeug.wrappers import Response
+from werkzeug.security import safe_join
+from werkzeug.wrappers import Request, Response
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = ROOT / "main.py"
+WEB_DIR = ROOT / "web"
+
+# What the page is made of; anything else in web/ (its tests, package.json) is not served.
+STATIC_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+    ".ico": "image/x-icon",
+}
+STATIC_HIDDEN_DIRS = {"tests", "test", "node_modules"}
+# The page talks to its own origin and to local stacks on other ports (`?api=`), nothing else.
+PAGE_CSP = ("default-src 'self'; connect-src 'self' http://127.0.0.1:* http://localhost:*; "
+            "img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
+            "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 
 def _not_found(environ, start_response):
@@ -21,14 +42,56 @@ def _not_found(environ, start_response):
     return Response(body, status=404, content_type="application/json")(environ, start_response)
 
 
-def create_stack_app(targets: dict[str, str]) -> DispatcherMiddleware:
-    """Mount each `{name: signature_type}` function of main.py at `/<name>`."""
+def create_stack_app(targets: dict[str, str], *,
+                     static_dir: Path | None = WEB_DIR) -> DispatcherMiddleware:
+    """Mount each `{name: signature_type}` function of main.py at `/<name>`, and the demo page's
+    files (`static_dir`, `web/` by default; None: no page) at `/`."""
     from functions_framework import create_app
 
     mounts = {f"/{name}": _root_path(create_app(target=name, source=str(MAIN),
                                                  signature_type=kind))
               for name, kind in targets.items()}
-    return DispatcherMiddleware(_not_found, mounts)
+    fallback = create_static_app(static_dir) if static_dir is not None else _not_found
+    return DispatcherMiddleware(fallback, mounts)
+
+
+def create_static_app(directory: Path = WEB_DIR, fallback=_not_found):
+    """A WSGI app serving the page's files from `directory` (`/` is `index.html`); GET and
+    HEAD only, no listing, revalidated on every load (`no-cache` with an ETag)."""
+    root = Path(directory).resolve()
+
+    def app(environ, start_response):
+        request = Request(environ)
+        path = _static_file(root, request.path)
+        if path is None or request.method not in ("GET", "HEAD"):
+            return fallback(environ, start_response)
+        response = Response(path.read_bytes(), content_type=STATIC_TYPES[path.suffix])
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        if path.suffix == ".html":
+            response.headers["Content-Security-Policy"] = PAGE_CSP
+        response.add_etag()
+        response.make_conditional(request)
+        return response(environ, start_response)
+
+    return app
+
+
+def _static_file(root: Path, url_path: str) -> Path | None:
+    """The file of `root` a URL path names, or None (outside root, hidden, not a page type)."""
+    relative = url_path.lstrip("/") or "index.html"
+    if relative.endswith("/"):
+        relative += "index.html"
+    joined = safe_join(str(root), relative)
+    if joined is None:
+        return None
+    path = Path(joined)
+    parts = path.relative_to(root).parts
+    if (path.suffix not in STATIC_TYPES or not path.is_file()
+            or any(part in STATIC_HIDDEN_DIRS or part.startswith(".") for part in parts)):
+        return None
+    return path
 
 
 def _root_path(app):

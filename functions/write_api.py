@@ -115,11 +115,14 @@ class _Writer:
         """The current version, checked against If-Match (412 when it differs)."""
         snapshot = self.collection.document(doc_id).get(**self.deadline)
         if self.if_match is not None:
-            current = (http.weak_etag(http.dumps(encode_document(doc_id, snapshot.to_dict())))
-                       if snapshot.exists else None)
+            item = encode_document(doc_id, snapshot.to_dict()) if snapshot.exists else None
+            current = http.weak_etag(http.dumps(item)) if item is not None else None
             if current is None or not _etag_equal(self.if_match, current):
+                # The current version comes along, so a client can merge without a re-read
+                # (which another instance's read cache might answer with the old version).
                 raise PreconditionFailed("the document changed since it was read",
-                                         code="precondition_failed")
+                                         code="precondition_failed",
+                                         details={"etag": current, "document": item})
         return snapshot
 
     def _item(self, doc_id: str, data: dict[str, Any]) -> dict[str, Any]:

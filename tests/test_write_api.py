@@ -66,6 +66,8 @@ def test_patch_put_delete_with_if_match(api, admin, firestore_client):
     stale = api.patch("/users/u_0001", json={"hourlyRate": 1},
                       headers={**admin, "If-Match": etag})
     assert stale.status_code == 412 and stale.json["error"]["code"] == "precondition_failed"
+    assert stale.json["error"]["details"] == {"etag": patched.headers["ETag"],
+                                              "document": patched.json}
     assert firestore_client.collection("users").document("u_0001").get().get("hourlyRate") == 99
 
     created_at = patched.json["createdAt"]

@@ -1,0 +1,313 @@
+"""Browser test fixtures: Debian's headless Chromium (Playwright), local stacks, a static site.
+
+``browser``      (session) Chromium from ``/usr/bin/chromium`` through Playwright's
+                 ``executable_path`` (browser downloads are not reachable here; ``.ci/run``
+                 installs Debian's ``chromium``). Missing: the tests fail and say how to install it.
+``static_site``  (session) a plain static host of ``web/`` on its own port: the page as GitHub
+                 Pages would serve it, so it keeps loading while a stack's functions are stopped.
+                 Its origin is in every stack's ``ALLOWED_ORIGINS`` (the page calls the API
+                 cross-origin, with CORS, as it does in production).
+``stack``        (module) a local stack that the tests of a module share.
+``make_stack``   (function) ``make_stack()`` starts a private stack that a test may break
+                 (``stop_firestore()``, ``stop_functions()``); stopped at the test's end.
+``page``         (function) a fresh browser context (own ``sessionStorage``) and page; a failing
+                 test leaves ``test-artifacts/browser-<test>.png``.
+
+Each stack is ``python -m dev.stack`` in a subprocess (the page, the functions, the sample
+data and whatever else ``make dev`` runs), on its own Firestore and Cloud Storage emulators,
+which this file starts with ``emulators.harness`` so that a test can stop them; the session's
+shared emulators (tests/conftest.py) are never touched. The stack runs the auth emulator path
+(``FIREBASE_AUTH_EMULATOR_HOST`` with a ``demo-`` project), so the page's unsigned local admin
+token is accepted, and ``READ_ACCESS=admin``, so reads carry the token too.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from emulators import harness
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+PROJECT = "demo-dashboard"  # the page's default project (web/index.html)
+BUCKET = "demo-dashboard-snapshots"
+STACK_START_TIMEOUT_S = 120
+VIEWPORT = {"width": 1360, "height": 1000}
+
+
+def unsigned_admin_token(project: str = PROJECT) -> str:
+    """The page's token for the local stack: unsigned, `admin: true` (emulator path only)."""
+    def encode(value: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+    now = int(time.time())
+    claims = {"iss": f"https://securetoken.google.com/{project}", "aud": project,
+              "sub": "browser-tests", "iat": now - 5, "auth_time": now - 5, "exp": now + 3600,
+              "admin": True}
+    return f"{encode({'alg': 'none', 'typ': 'JWT'})}.{encode(claims)}."
+
+
+def api_call(method: str, url: str, body: object = None, headers: dict | None = None,
+             timeout: float = 15) -> tuple[int, dict, object]:
+    """One request to the API as the admin: (status, headers, JSON body or None)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers={
+        "Authorization": f"Bearer {unsigned_admin_token()}", "Content-Type": "application/json",
+        **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            raw, status, got = response.read(), response.status, dict(response.headers)
+    except urllib.error.HTTPError as err:
+        raw, status, got = err.read(), err.code, dict(err.headers)
+    return status, got, (json.loads(raw) if raw else None)
+
+
+def _serve_in_thread(app) -> tuple[str, object]:
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return f"http://127.0.0.1:{server.server_port}", server
+
+
+class LocalStack:
+    """`python -m dev.stack` on emulators of its own; every part can be stopped by a test."""
+
+    def __init__(self, name: str, extra_origins: list[str]):
+        self.name = name
+        self.port = harness.free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        # Logs named per test run too: two runs on one machine must not write the same file.
+        prefix = f"browser-{name}-{os.getpid()}"
+        self.log_path = ARTIFACTS / f"{prefix}-stack.log"
+        self.process: subprocess.Popen | None = None
+        self.firestore = harness.start_firestore(log_path=ARTIFACTS / f"{prefix}-firestore.log")
+        try:
+            self.storage = harness.start_storage(log_path=ARTIFACTS / f"{prefix}-storage.log")
+            self._start(extra_origins)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, extra_origins: list[str]) -> None:
+        env = {key: value for key, value in os.environ.items()
+               if not key.startswith(("FIRESTORE_EMULATOR", "STORAGE_EMULATOR"))}
+        env.update({
+            "FIRESTORE_EMULATOR_HOST": self.firestore.host,
+            "FIRESTORE_EMULATOR_ADMIN_URL": self.firestore.admin_url or "",
+            "STORAGE_EMULATOR_HOST": self.storage.host,
+            # The auth emulator path: firebase-admin accepts unsigned tokens (demo- project only).
+            # Nothing needs to listen there: verifying such a token makes no call.
+            "FIREBASE_AUTH_EMULATOR_HOST": f"127.0.0.1:{harness.free_port()}",
+            "GOOGLE_CLOUD_PROJECT": PROJECT,
+            "SNAPSHOT_BUCKET": BUCKET,
+            "READ_ACCESS": "admin",
+            "ALLOWED_ORIGINS": ",".join([self.url, *extra_origins]),
+            "FIRESTORE_TIMEOUT_S": "1",
+            "BREAKER_COOLDOWN_S": "2",
+            "CACHE_TTL_S": "1",
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.pop("PORT", None)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "dev.stack", "--port", str(self.port)],
+                cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True)
+        _running.add(self)
+        deadline = time.monotonic() + STACK_START_TIMEOUT_S
+        while True:
+            if self.process.poll() is not None:
+                pytest.fail(f"the local stack (python -m dev.stack) exited with "
+                            f"{self.process.returncode} while starting:\n{self.log_tail()}")
+            with contextlib.suppress(OSError):
+                status, _, body = api_call("GET", f"{self.url}/users?limit=1", timeout=5)
+                if status == 200 and body and body.get("items"):
+                    return
+            if time.monotonic() > deadline:
+                pytest.fail(f"the local stack did not serve seeded users within "
+                            f"{STACK_START_TIMEOUT_S} s:\n{self.log_tail()}")
+            time.sleep(0.3)
+
+    def log_tail(self, lines: int = 60) -> str:
+        if not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def page_url(self, origin: str | None = None, poll_ms: int = 1000) -> str:
+        """The dashboard on this stack; served by `origin` (another host) when given."""
+        if origin is None:
+            return f"{self.url}/?poll={poll_ms}"
+        return f"{origin}/?api={self.url}&poll={poll_ms}"
+
+    def api(self, method: str, path: str, body: object = None, **headers: str):
+        return api_call(method, f"{self.url}{path}", body, headers)
+
+    def firestore_client(self):
+        from tests.helpers import firestore_client_at
+
+        return firestore_client_at(self.firestore.host, PROJECT)
+
+    def snapshot_ids(self, collection: str) -> set[str]:
+        """The ids in the collection's snapshot object, read straight from the storage emulator."""
+        url = (f"{self.storage.host}/storage/v1/b/{BUCKET}/o/"
+               f"snapshots%2F{collection}.json?alt=media")
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return {item["id"] for item in json.loads(response.read())["items"]}
+
+    def stop_firestore(self) -> None:
+        self.firestore.stop()
+
+    def stop_functions(self) -> None:
+        """Stop the stack process (the page's static host, if it is another one, stays up)."""
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        _running.discard(self)
+
+    def stop(self) -> None:
+        self.stop_functions()
+        for emulator in (getattr(self, "storage", None), self.firestore):
+            if emulator is not None:
+                emulator.stop()
+
+
+_running: set[LocalStack] = set()
+
+
+@atexit.register
+def _stop_stacks() -> None:
+    for stack in list(_running):
+        with contextlib.suppress(Exception):
+            stack.stop_functions()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: the browser tests need Debian's Chromium "
+                    "(`apt-get install -y chromium`, as .ci/run does), or CHROMIUM_PATH set")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed: `make install` (requirements-dev.txt)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="session")
+def static_site():
+    """`web/` on a plain static host (no functions): the page's own origin."""
+    from dev.app import create_static_app
+
+    origin, server = _serve_in_thread(create_static_app())
+    yield origin
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def stack(request, static_site):
+    name = re.sub(r"\W+", "-", request.module.__name__.rsplit(".", 1)[-1])
+    shared = LocalStack(name, [static_site])
+    yield shared
+    shared.stop()
+
+
+@pytest.fixture
+def make_stack(request, static_site):
+    started: list[LocalStack] = []
+
+    def make() -> LocalStack:
+        name = re.sub(r"\W+", "-", request.node.name)[:60] + f"-{len(started)}"
+        started.append(LocalStack(name, [static_site]))
+        return started[-1]
+
+    yield make
+    for one in started:
+        one.stop()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+class PageProblems:
+    """JavaScript errors of a page: uncaught exceptions and console errors (Chromium's own
+    "Failed to load resource" lines for 4xx/5xx answers and refused connections are expected
+    in these tests and left out)."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def watch(self, page) -> None:
+        page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
+        page.on("console", lambda msg: (
+            msg.type == "error" and not msg.text.startswith("Failed to load resource")
+            and self.errors.append(f"console: {msg.text}")))
+
+
+@pytest.fixture
+def new_page(browser, request):
+    """`new_page()`: a page in a fresh context (its own sessionStorage), watched for JS errors."""
+    contexts = []
+    problems = PageProblems()
+
+    def make():
+        context = browser.new_context(viewport=VIEWPORT)
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        page = context.new_page()
+        problems.watch(page)
+        return page
+
+    make.problems = problems
+    yield make
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        for index, context in enumerate(contexts):
+            for number, page in enumerate(context.pages):
+                with contextlib.suppress(Exception):
+                    page.screenshot(path=str(ARTIFACTS / f"browser-{request.node.name}-"
+                                             f"{index}-{number}.png"), full_page=True)
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(new_page):
+    return new_page()
