@@ -161,7 +161,7 @@ def _dispatch(request: Request, collection: str, context: ReadContext) -> Respon
         return http.preflight_response(request, settings, ALL_METHODS)
     if request.method not in ALL_METHODS:
         raise MethodNotAllowed(f"{request.method} is not allowed here", allowed=ALL_METHODS)
-    doc_id = _document_id(request.path)
+    doc_id = _document_id(request.environ.get("PATH_INFO", ""))  # request.path folds "//"
     if request.method in write_api.WRITE_METHODS:
         return write_api.handle_write(request, collection, doc_id, context)
     if settings.read_access == "admin":
@@ -188,11 +188,11 @@ def _dispatch(request: Request, collection: str, context: ReadContext) -> Respon
 
 
 def _document_id(path: str) -> str | None:
-    """`/` is the list; `/<id>` one document (percent-decoded); anything deeper is a 404."""
-    parts = path.strip("/").split("/") if path.strip("/") else []
-    if not parts:
+    """`/` is the list; `/<id>` one document; anything else (deeper, empty segments) is a 404."""
+    if path in ("", "/"):
         return None
-    if len(parts) > 1:
+    parts = path[1:].split("/")
+    if len(parts) != 1 or not parts[0]:
         raise NotFound("no such path")
     return check_document_id(parts[0])  # the WSGI server has percent-decoded the path
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 
@@ -81,3 +83,23 @@ def reads(emulators, project_id):
         pytest.skip("read counts need our emulator's admin port; FIRESTORE_EMULATOR_HOST "
                     "points at another emulator")
     return _Reads(firestore_emulator, project_id)
+
+
+# Outcomes of the hostile-input suite, {(function, "2xx"|"4xx"): count}, printed at the end.
+HOSTILE_OUTCOMES: Counter = Counter()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the hostile-input suite's request count and outcome table."""
+    if not HOSTILE_OUTCOMES:
+        return
+    terminalreporter.section("hostile input")
+    functions = sorted({name for name, _ in HOSTILE_OUTCOMES})
+    outcomes = sorted({outcome for _, outcome in HOSTILE_OUTCOMES})
+    terminalreporter.write_line(f"{'function':<20}" + "".join(f"{o:>8}" for o in outcomes))
+    for name in functions:
+        terminalreporter.write_line(f"{name:<20}" + "".join(
+            f"{HOSTILE_OUTCOMES[(name, o)]:>8}" for o in outcomes))
+    server_errors = sum(v for (_, o), v in HOSTILE_OUTCOMES.items() if o == "5xx")
+    terminalreporter.write_line(f"requests tried: {sum(HOSTILE_OUTCOMES.values())}, "
+                                f"5xx: {server_errors}")
