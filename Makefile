@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8080
 
-.PHONY: dev test lint bench deploy rules-test install clean
+.PHONY: dev test lint bench bench-publish deploy rules-test install clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ rules-test: rules/node_modules/.installed
 ##   make deploy PROJECT=my-project REGION=europe-west1 [FIRESTORE_LOCATION=eur3] [DRY_RUN=1]
 deploy:
 	$(PYTHON) deploy/deploy.py
+
+## Snapshot publisher benchmark (reads per event, writes per burst, trailing edge, rebuild).
+bench-publish: install
+	$(PY) bench/publish_bench.py
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .dev

@@ -2,8 +2,9 @@
 
 Starts, on this machine and with no cloud account, a Firestore emulator and a Cloud Storage
 emulator (or uses the ones named by FIRESTORE_EMULATOR_HOST / STORAGE_EMULATOR_HOST), loads
-the sample data, publishes the snapshots, and serves every function of main.py at
-`http://127.0.0.1:$PORT/<function>` until interrupted.
+the sample data, publishes the snapshots, serves every function of main.py at
+`http://127.0.0.1:$PORT/<function>`, and runs the event bridge (`dev/bridge.py`) that turns
+Firestore changes into the CloudEvents `publish_snapshot` receives, until interrupted.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     STATE_DIR.mkdir(exist_ok=True)
     for name, value in DEFAULTS.items():
         os.environ.setdefault(name, value)
+    if os.environ["GOOGLE_CLOUD_PROJECT"].startswith("demo-"):
+        # The demo page signs in with an unsigned admin token (local stack only): firebase-admin
+        # accepts it only on the auth emulator path, which shared.settings allows for demo- only.
+        os.environ.setdefault("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099")
     origin = f"http://{args.host}:{args.port}"
     os.environ.setdefault("ALLOWED_ORIGINS", f"{origin},http://localhost:{args.port}")
 
@@ -74,21 +79,30 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
             print(f"loaded {written} {collection} ({rejected} rejected by the schema)")
 
     server = make_server(args.host, args.port, create_stack_app(
-        {name: "http" for name in HTTP_FUNCTIONS}), threaded=True)
+        {**{name: "http" for name in HTTP_FUNCTIONS}, "publish_snapshot": "cloudevent"}),
+        threaded=True)
     base = f"http://{args.host}:{args.port}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    # Firestore changes -> CloudEvents -> publish_snapshot, as Eventarc does when deployed.
+    from dev.bridge import EventBridge
+
+    bridge = EventBridge(get_db(settings), f"{base}/publish_snapshot", settings.collections,
+                         project=settings.project, database=settings.database).start()
     print("\nlocal stack ready:")
+    print(f"  {base}/  (demo dashboard)")
     for name in HTTP_FUNCTIONS:
         print(f"  {base}/{name}")
     print(f"  Firestore emulator  {os.environ['FIRESTORE_EMULATOR_HOST']}")
     print(f"  Storage emulator    {os.environ['STORAGE_EMULATOR_HOST']}"
           f"  (bucket {settings.snapshot_bucket})")
+    print(f"  event bridge        {', '.join(settings.collections)} -> {base}/publish_snapshot")
     print("Ctrl-C stops it.", flush=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
         stop.wait()
     except KeyboardInterrupt:
         pass
+    bridge.stop()
     server.shutdown()
     return 0
 

@@ -52,7 +52,7 @@ from shared.query import (
 from shared.schema import load_schema, utc_now
 from shared.settings import Settings, get_settings
 from shared.snapshots import Snapshot, load_snapshot
-from shared.tombstones import deleted_since
+from shared.tombstones import deleted_since, latest_tombstone
 
 log = logging.getLogger("dashboard.read")
 
@@ -87,6 +87,7 @@ class ReadContext:
     storage: Callable[[], Any]
     cache: TTLCache[CachedResponse]
     snapshots: TTLCache[Snapshot]
+    tombstones: TTLCache[tuple[Any, Any]]
     breaker: CircuitBreaker
     executor: concurrent.futures.ThreadPoolExecutor
 
@@ -100,6 +101,7 @@ class ReadContext:
             storage=storage or (lambda: get_storage(settings)),
             cache=TTLCache(settings.cache_ttl_s),
             snapshots=TTLCache(settings.cache_ttl_s, max_entries=32),
+            tombstones=TTLCache(settings.cache_ttl_s, max_entries=32),
             breaker=CircuitBreaker(settings.breaker_cooldown_s),
             executor=concurrent.futures.ThreadPoolExecutor(max_workers=32,
                                                            thread_name_prefix="firestore"),
@@ -161,7 +163,7 @@ def _dispatch(request: Request, collection: str, context: ReadContext) -> Respon
         return http.preflight_response(request, settings, ALL_METHODS)
     if request.method not in ALL_METHODS:
         raise MethodNotAllowed(f"{request.method} is not allowed here", allowed=ALL_METHODS)
-    doc_id = _document_id(request.environ.get("PATH_INFO", ""))  # request.path folds "//"
+    doc_id = _document_id(request.environ.get("PATH_INFO", ""))
     if request.method in write_api.WRITE_METHODS:
         return write_api.handle_write(request, collection, doc_id, context)
     if settings.read_access == "admin":
@@ -187,8 +189,16 @@ def _dispatch(request: Request, collection: str, context: ReadContext) -> Respon
     return _respond(request, cached, settings)
 
 
-def _document_id(path: str) -> str | None:
-    """`/` is the list; `/<id>` one document; anything else (deeper, empty segments) is a 404."""
+def _document_id(path_info: str) -> str | None:
+    """`/` is the list; `/<id>` one document; anything else (deeper, empty segments) is a 404.
+
+    Reads the WSGI `PATH_INFO` (percent-decoded bytes as latin-1, PEP 3333): `request.path`
+    would fold `//` into `/` and so turn `/users/%2F` into the list.
+    """
+    try:
+        path = path_info.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        raise BadRequest("the document id is not valid UTF-8", code="invalid_id") from None
     if path in ("", "/"):
         return None
     parts = path[1:].split("/")
@@ -230,9 +240,10 @@ def _compute_list(context: ReadContext, query: ReadQuery) -> tuple[CachedRespons
         docs = list(fs_query.stream(**firestore_deadline(context.settings)))
         as_of = docs[0].read_time if docs else started
         fetched = [encode_document(doc.id, doc.to_dict()) for doc in docs]
-        deleted = (deleted_since(db, query.collection, query.updated_since,
-                                 **firestore_deadline(context.settings))
-                   if polls_deletions else [])
+        deleted: list[str] = []
+        if polls_deletions:
+            deleted, checked_until = _deleted_since(context, db, query)
+            as_of = min(as_of, checked_until)
         return finish_page(fetched, query), format_timestamp(as_of), deleted
 
     def from_snapshot(snapshot: Snapshot) -> tuple[Page, str, list[str]]:
@@ -251,6 +262,27 @@ def _compute_list(context: ReadContext, query: ReadQuery) -> tuple[CachedRespons
     tail = http.dumps({"source": source, "asOf": as_of})
     body = head[:-1] + b"," + tail[1:]
     return CachedResponse(200, body, http.weak_etag(head), source, len(page.items)), None
+
+
+def _deleted_since(context: ReadContext, db: Any, query: ReadQuery) -> tuple[list[str], Any]:
+    """Ids deleted since the poll's `updatedSince`, and the time up to which that is known.
+
+    The newest tombstone's time is cached per instance: while it is not after `updatedSince`,
+    no tombstone query runs, so a quiet poll costs one read. The answer is then only known up
+    to when that time was read, and the poll's `asOf` must not pass it, or a deletion
+    recorded in between would be skipped by the next poll.
+    """
+    def read_watermark() -> tuple[tuple[Any, Any], None]:
+        checked = utc_now()
+        return (latest_tombstone(db, query.collection,
+                                 **firestore_deadline(context.settings)), checked), None
+
+    newest, checked = context.tombstones.get_or_compute(query.collection, read_watermark)
+    if newest is None or newest <= query.updated_since:
+        return [], checked
+    checked = utc_now()
+    return deleted_since(db, query.collection, query.updated_since,
+                         **firestore_deadline(context.settings)), checked
 
 
 def _compute_get(context: ReadContext, collection: str, doc_id: str,

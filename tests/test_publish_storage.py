@@ -1,0 +1,264 @@
+"""Cloud Storage's 429 and 412, served at the HTTP boundary.
+
+No emulator says 429 (`rateLimitExceeded`: more than about one write per second to one object
+name), and it cannot be told to lose a race on cue. So a small HTTP proxy sits between the
+publisher's storage client and the emulator: it forwards every request, records it, and, when a
+test says so, answers an upload itself with 429 or 412 (after letting another publisher write,
+as a real race would).
+"""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from unittest import mock
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from shared.errors import Unavailable
+from tests.test_publish_support import Writer, firestore_items, snapshot_body, user
+
+pytest_plugins = ["tests.test_publish_support"]
+
+RATE_LIMITED = {"error": {"code": 429, "message": "The object exceeded the rate limiting of "
+                          "object mutations, please reduce the rate of create, update, and "
+                          "delete requests.",
+                          "errors": [{"domain": "usageLimits", "reason": "rateLimitExceeded",
+                                      "message": "rate limit exceeded"}]}}
+CONDITION_NOT_MET = {"error": {"code": 412, "message": "At least one of the pre-conditions you "
+                               "specified did not hold.",
+                               "errors": [{"domain": "global", "reason": "conditionNotMet",
+                                           "message": "Precondition Failed"}]}}
+
+
+class StorageProxy:
+    """Forwards HTTP to the storage emulator; `intercept(request) -> (status, body) | None`."""
+
+    def __init__(self, upstream: str):
+        self.upstream = urlsplit(upstream)
+        self.log: list[tuple[float, str | None, dict, int]] = []  # uploads
+        self.intercept: Callable[[dict], tuple[int, dict] | None] = lambda request: None
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                parts = urlsplit(self.path)
+                request = {"method": self.command, "path": parts.path,
+                           "query": parse_qs(parts.query), "body": body,
+                           "headers": dict(self.headers)}
+                answer = proxy.intercept(request)
+                if answer is not None:
+                    status, payload = answer
+                    data = json.dumps(payload).encode()
+                    headers = {"Content-Type": "application/json; charset=UTF-8"}
+                else:
+                    status, headers, data = proxy._forward(self.command, self.path,
+                                                           dict(self.headers), body)
+                if request["path"].startswith("/upload/"):
+                    proxy.log.append((time.monotonic(), upload_name(request),
+                                      request["query"], status))
+                self.send_response(status)
+                for name, value in headers.items():
+                    if name.lower() not in ("transfer-encoding", "content-length",
+                                            "connection"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def _forward(self, method, path, headers, body):
+        connection = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port,
+                                                timeout=30)
+        headers = {k: v for k, v in headers.items() if k.lower() != "host"}
+        connection.request(method, path, body=body or None, headers=headers)
+        response = connection.getresponse()
+        data = response.read()
+        connection.close()
+        return response.status, dict(response.getheaders()), data
+
+    def uploads(self, name: str = "snapshots/users.json") -> list[tuple[float, dict, int]]:
+        """(time, query, status) of the uploads of one object, in order."""
+        return [(at, query, status) for at, name_, query, status in self.log if name_ == name]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def upload_metadata(request: dict) -> dict:
+    """The object metadata of a multipart upload (its first part)."""
+    return json.loads(request["body"].split(b"\r\n\r\n", 1)[1].split(b"\r\n--")[0])
+
+
+def upload_media_type(request: dict) -> str:
+    """The Content-Type of a multipart upload's media part (Cloud Storage stores it)."""
+    media = request["body"].split(b"\r\n--", 1)[1].split(b"\r\n\r\n", 1)[0]
+    for line in media.split(b"\r\n"):
+        if line.lower().startswith(b"content-type:"):
+            return line.split(b":", 1)[1].strip().decode()
+    return ""
+
+
+def upload_name(request: dict) -> str | None:
+    if not request["path"].startswith("/upload/"):
+        return None
+    return request["query"].get("name", [None])[0] or upload_metadata(request).get("name")
+
+
+def is_upload(request: dict, name: str = "snapshots/users.json") -> bool:
+    return request["method"] == "POST" and upload_name(request) == name
+
+
+@pytest.fixture
+def proxy(emulators):
+    running = StorageProxy(emulators.storage.host)
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def proxied_storage(proxy, project_id):
+    """A storage client whose every request goes through the proxy."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    with mock.patch.dict(os.environ, {"STORAGE_EMULATOR_HOST": proxy.url}):
+        client = storage.Client(project=project_id, credentials=AnonymousCredentials())
+    yield client
+    client.close()
+
+
+def test_every_upload_is_conditional_and_carries_its_headers(make_publisher, proxied_storage,
+                                                             proxy, firestore_client, bucket):
+    seen = []
+
+    def watch(request):
+        if request["path"].startswith("/upload/"):
+            seen.append(request)
+
+    proxy.intercept = watch
+    writer = Writer(firestore_client)
+    publisher = make_publisher(storage=proxied_storage)
+    publisher.publish(writer.set("u_1", user(1)))
+    first_generation = bucket.get_blob("snapshots/users.json").generation
+    publisher.publish(writer.set("u_2", user(2)))
+    names = [upload_name(request) for request in seen]
+    assert names.count("snapshots/users.json") == 2 and "snapshots/manifest.json" in names
+    for request in seen:
+        assert "ifGenerationMatch" in request["query"], request["query"]
+        assert upload_media_type(request) == "application/json; charset=utf-8"
+        assert upload_metadata(request)["cacheControl"] == "private, max-age=0, no-cache"
+    first, second = (int(r["query"]["ifGenerationMatch"][0]) for r in seen
+                     if upload_name(r) == "snapshots/users.json")
+    assert first == 0, "the first snapshot is create-only"
+    assert second == first_generation, "the next write is conditional on the one it merged"
+
+
+def test_429_rate_limit_is_retried_with_backoff(make_publisher, proxied_storage, proxy,
+                                                firestore_client, bucket):
+    writer = Writer(firestore_client)
+    publisher = make_publisher(storage=proxied_storage)
+    publisher.publish(writer.set("u_1", user(1)))
+    refusals = {"left": 2}
+
+    def rate_limit(request):
+        if is_upload(request) and refusals["left"]:
+            refusals["left"] -= 1
+            return 429, RATE_LIMITED
+        return None
+
+    proxy.intercept = rate_limit
+    proxy.log.clear()
+    publisher.publish(writer.set("u_2", user(2)))
+    attempts = proxy.uploads()
+    assert [status for _, _, status in attempts] == [429, 429, 200]
+    gaps = [later[0] - earlier[0] for earlier, later in itertools.pairwise(attempts)]
+    assert all(gap >= 0.2 for gap in gaps), f"retried without backing off: {gaps}"
+    assert gaps[1] > gaps[0] * 0.9, "the backoff should grow"
+    assert publisher.stats.throttled == 2
+    assert snapshot_body(bucket)["items"] == firestore_items(firestore_client)
+
+
+def test_429_past_the_deadline_fails_the_event_so_that_eventarc_retries_it(
+        make_publisher, proxied_storage, proxy, firestore_client, bucket):
+    writer = Writer(firestore_client)
+    publisher = make_publisher(storage=proxied_storage, PUBLISH_WAIT_S="2")
+    publisher.publish(writer.set("u_1", user(1)))
+    proxy.intercept = lambda request: (429, RATE_LIMITED) if is_upload(request) else None
+    event = writer.set("u_2", user(2))
+    started = time.monotonic()
+    with pytest.raises(Unavailable, match="kept failing"):
+        publisher.publish(event)
+    assert time.monotonic() - started < 5
+    proxy.intercept = lambda request: None
+    publisher.publish(event)  # the redelivery
+    assert snapshot_body(bucket)["items"] == firestore_items(firestore_client)
+
+
+def test_412_merges_again_on_the_newer_snapshot(make_publisher, proxied_storage, proxy,
+                                                firestore_client, storage_client, bucket):
+    """Instance A loses the race to instance B: A's upload gets 412 after B wrote, so A reads
+    B's snapshot and merges its change into it; neither change is lost."""
+    writer = Writer(firestore_client)
+    a = make_publisher(storage=proxied_storage)
+    b = make_publisher(PUBLISH_INTERVAL_S="0")  # talks to the emulator directly
+    a.publish(writer.set("u_0", user(0)))
+    change_a = writer.set("u_a", user(1))
+    change_b = writer.set("u_b", user(2))
+    raced = {"done": False}
+
+    def lose_the_race(request):
+        if is_upload(request) and not raced["done"]:
+            raced["done"] = True
+            b.publish(change_b)  # B writes between A's read and A's write
+            return 412, CONDITION_NOT_MET
+        return None
+
+    proxy.intercept = lose_the_race
+    a.publish(change_a)
+    assert raced["done"] and a.stats.conflicts == 1
+    assert [status for _, _, status in proxy.uploads()][-2:] == [412, 200]
+    body = snapshot_body(bucket)
+    assert [item["id"] for item in body["items"]] == ["u_0", "u_a", "u_b"]
+    assert body["items"] == firestore_items(firestore_client)
+
+
+def test_a_real_race_on_the_emulator_never_puts_an_older_snapshot_back(make_publisher,
+                                                                      firestore_client, bucket):
+    """Two instances with stale caches write at once; generation preconditions (enforced by
+    our patched emulator) make the loser merge again."""
+    writer = Writer(firestore_client)
+    a, b = make_publisher(PUBLISH_INTERVAL_S="0"), make_publisher(PUBLISH_INTERVAL_S="0")
+    a.publish(writer.set("u_0", user(0)))
+    b.publish(writer.set("u_1", user(1)))
+    events = [writer.set(f"u_{i}", user(i)) for i in range(2, 12)]
+    threads = [threading.Thread(target=(a if i % 2 else b).publish, args=(event,))
+               for i, event in enumerate(events)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert snapshot_body(bucket)["items"] == firestore_items(firestore_client)
