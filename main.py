@@ -2,6 +2,7 @@
 
 import functions_framework
 
+from functions import migrate as migration
 from functions import publish_snapshot as publisher
 from functions import read_api
 from shared.logs import setup_logging
@@ -19,6 +20,12 @@ def users(request):
 def jobs(request):
     """Read API of the `jobs` collection."""
     return read_api.serve(request, "jobs")
+
+
+@functions_framework.http
+def migrate(request):
+    """Legacy JSON into Firestore (`POST`), its progress and report (`GET /<runId>[/report]`)."""
+    return migration.serve(request)
 
 
 @functions_framework.cloud_event

@@ -24,7 +24,7 @@ DEFAULTS = {
     "SNAPSHOT_BUCKET": "demo-dashboard-snapshots",
     "READ_ACCESS": "public",
 }
-HTTP_FUNCTIONS = ("users", "jobs")
+HTTP_FUNCTIONS = ("users", "jobs", "migrate")
 
 
 def main(argv: list[str] | None = None) -> int:

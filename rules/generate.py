@@ -230,6 +230,12 @@ service cloud.firestore {
 """
 
 FOOTER = """
+    // Migration progress (`_migrations/<runId>`): readable by admins while a run goes on, as
+    // the contract asks; written only by the backend. Its subcollections stay closed.
+    match /_migrations/{runId} {
+      allow get, list: if isAdmin();
+    }
+
     // Everything else: closed (also without this block; stated for the reader).
     match /{document=**} {
       allow read, write: if false;

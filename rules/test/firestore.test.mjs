@@ -21,7 +21,7 @@ const collections = Object.entries(cases.collections);
 
 // Collections the backend keeps for itself (plus guesses at future ones): no client may touch
 // them, admins included. Deny-by-default covers any name; these make the point explicit.
-const INTERNAL = ['_migrations', 'migrations', 'migration_runs', '_migration_progress',
+const INTERNAL = ['migrations', 'migration_runs', '_migration_progress',
   '_tombstones', 'tombstones', '_publisher', 'publisher_state', '_snapshots', '_meta',
   '_internal', 'config', 'admins'];
 
@@ -66,9 +66,10 @@ beforeEach(async () => {
     for (const [name, spec] of collections) {
       await seeded.collection(name).doc('existing').set(materialize(spec.stored));
     }
-    for (const name of INTERNAL) {
+    for (const name of [...INTERNAL, '_migrations']) {
       await seeded.collection(name).doc('existing').set({ secret: true });
     }
+    await seeded.collection('_migrations').doc('existing').collection('batches').doc('0').set({ secret: true });
     await seeded.collection('users').doc('existing').collection('private').doc('p').set({ secret: true });
   });
 });
@@ -146,6 +147,21 @@ for (const [name, spec] of collections) {
 }
 
 describe('internal and unknown collections', () => {
+  test('_migrations: run documents readable by admins only, written by nobody', async () => {
+    await assertSucceeds(db.admin.collection('_migrations').doc('existing').get());
+    await assertSucceeds(db.admin.collection('_migrations').get());
+    for (const who of NOT_ADMINS) {
+      await assertFails(db[who].collection('_migrations').doc('existing').get());
+    }
+    for (const who of ['anonymous', 'signedIn', 'admin']) {
+      const runs = db[who].collection('_migrations');
+      await assertFails(runs.doc('new').set({ a: 1 }));
+      await assertFails(runs.doc('existing').update({ secret: false }));
+      await assertFails(runs.doc('existing').delete());
+      await assertFails(runs.doc('existing').collection('batches').doc('0').get());
+    }
+  });
+
   for (const name of INTERNAL) {
     test(`${name}: closed to everyone, admins included`, async () => {
       for (const who of ['anonymous', 'signedIn', 'admin']) {
