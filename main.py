@@ -1,13 +1,16 @@
 """Cloud Functions entry points. Each is a line into `functions/`; nothing runs at import."""
 
 import functions_framework
+from werkzeug.exceptions import HTTPException
 
 from functions import migrate as migration
 from functions import publish_snapshot as publisher
 from functions import read_api
+from shared import http
 from shared.logs import setup_logging
 
 setup_logging()  # no I/O: installs the JSON log handler on Cloud Functions
+functions_framework.errorhandler(HTTPException)(http.framework_error)  # JSON even from routing
 
 
 @functions_framework.http

@@ -621,7 +621,7 @@ def execute(plan: Plan, *, cwd: Path = ROOT) -> None:
     missing = [tool for tool in tools if shutil.which(tool) is None]
     if missing:
         raise DeployError(f"{' and '.join(missing)} not found on PATH: install and log in "
-                          "first (docs/operations.md, First deploy)")
+                          "first (README.md, First deploy)")
     for step in plan.steps:
         if isinstance(step, WriteFile):
             path = cwd / step.path

@@ -14,7 +14,7 @@ denied to every client.
 A schema keyword the generator does not know is an error, so a schema change can never
 silently loosen the rules. Keywords that rules cannot express (they have no loops: the element
 types of lists, the value types of maps) are listed in `BACKEND_ONLY` and left to the backend's
-validation; `docs/security.md` says so.
+validation; the README (Security) says so.
 
 The same constraints give `rules/test/cases.json`: for each collection a valid document, one at
 every bound, and one invalid variant per enforced constraint, which `rules/test/*.test.mjs`
@@ -203,7 +203,7 @@ rules_version = '2';
 // Change a schema (or the template in rules/generate.py) and regenerate; CI fails on drift
 // (tests/test_rules_schema.py). Tests: `node rules/run.mjs` under Google's emulator.
 //
-// One of the three doors to the data (docs/security.md): direct Firestore access from the
+// One of the three doors to the data (README.md, Security): direct Firestore access from the
 // dashboard. The backend's functions use the Admin SDK, which these rules do not govern.
 // Deny by default: a path that no rule below allows is closed to every client. That covers
 // every internal collection of the backend (migration runs, tombstones, publisher state, ...),

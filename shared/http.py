@@ -210,3 +210,17 @@ def _nesting_depth(text: str) -> int:
 
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def framework_error(error: Exception) -> Response:
+    """A JSON error for what the framework answers before a function runs (e.g. a path its
+    router cannot match): registered in main.py with `functions_framework.errorhandler`."""
+    code = getattr(error, "code", None) or 500
+    if code == 404:
+        return error_response(errors.NotFound("no such path"))
+    if code == 405:
+        return error_response(errors.MethodNotAllowed("method not allowed", allowed=()))
+    if isinstance(code, int) and 400 <= code < 500:
+        return error_response(errors.BadRequest(getattr(error, "description", "bad request")))
+    log.error("framework error: %s", error)
+    return error_response(errors.AppError("internal error"))

@@ -138,7 +138,7 @@ def corpus(project: str, admin: dict[str, str]) -> list[tuple[str, str, str, dic
             # A string field compared to an odd string is a valid query: 200, no match.
             add((f"{fn} string filter value", "GET", f"/{fn}",
                  {**admin, "_query": {"status": value}}, None, "ok"))
-        for path in ("/a/b", "/..", "/__x__", "/" + "a" * 1600, "/%2F", "/.%2E"):
+        for path in ("/a/b", "/..", "/__x__", "/" + "a" * 1600, "/%2F", "/.%2E", "/0%0A"):
             add((f"{fn} path", "GET", f"/{fn}{path}", admin, None, "4xx"))
         for method in ("TRACE", "PROPFIND", "CONNECT"):
             add((f"{fn} method", method, f"/{fn}", admin, None, "4xx"))
