@@ -85,6 +85,28 @@ def reads(emulators, project_id):
     return _Reads(firestore_emulator, project_id)
 
 
+@pytest.fixture
+def fresh_instance():
+    """A fresh function instance: every per-instance singleton (settings, clients, the read
+    context, the publisher, firebase-admin apps) is forgotten before and after the test."""
+    from functions.publish_snapshot import reset_publisher
+    from functions.read_api import reset_read_context
+    from shared.auth import reset_firebase_apps
+    from shared.clients import reset_clients
+    from shared.settings import get_settings
+
+    def reset() -> None:
+        reset_read_context()
+        reset_publisher()
+        reset_firebase_apps()
+        reset_clients()
+        get_settings.cache_clear()
+
+    reset()
+    yield
+    reset()
+
+
 # Outcomes of the hostile-input suite, {(function, "2xx"|"4xx"): count}, printed at the end.
 HOSTILE_OUTCOMES: Counter = Counter()
 

@@ -6,29 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from werkzeug.test import Client
 
 from tests.helpers import seed_users
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def fresh_instance():
-    """Forget every per-instance singleton before and after the test."""
-    from functions.read_api import reset_read_context
-    from shared.clients import reset_clients
-    from shared.settings import get_settings
-
-    def reset():
-        reset_read_context()
-        reset_clients()
-        get_settings.cache_clear()
-
-    reset()
-    yield
-    reset()
 
 
 def test_entry_points_serve_each_collection_on_one_port(emulator_env, firestore_client,

@@ -77,13 +77,9 @@ def token(project: str, *, key=KEY, kid: str | None = KID, alg: str = "RS256",
 
 @pytest.fixture
 def hostile(emulator_env, project_id, firestore_client, storage_client, bucket, monkeypatch,
-            requests_mock):
+            requests_mock, fresh_instance):
     """The four functions on one WSGI host, real token checks, published sample data."""
     from dev.app import create_stack_app
-    from functions.read_api import reset_read_context
-    from shared import auth
-    from shared.clients import reset_clients
-    from shared.settings import get_settings
 
     requests_mock.real_http = True
     requests_mock.get(CERT_URL, json={KID: CERT}, headers={"Cache-Control": "max-age=3600"})
@@ -91,19 +87,13 @@ def hostile(emulator_env, project_id, firestore_client, storage_client, bucket, 
     monkeypatch.setenv("READ_ACCESS", "admin")
     monkeypatch.setenv("ALLOWED_ORIGINS", "https://dash.example.org")
     monkeypatch.setenv("MAX_BODY_BYTES", "65536")
-    for reset in (reset_read_context, reset_clients, get_settings.cache_clear):
-        reset()
-    monkeypatch.setattr(auth, "_apps", {})
     seed_users(firestore_client, 12)
     firestore_client.collection("jobs").document("job-1").set({"title": "Shoot",
                                                                 "status": "open"})
     publish(firestore_client, storage_client, bucket.name, "users")
     publish(firestore_client, storage_client, bucket.name, "jobs")
     client = Client(create_stack_app(FUNCTIONS, static_dir=None))
-    admin = {"Authorization": f"Bearer {token(project_id)}"}
-    yield client, admin, project_id
-    for reset in (reset_read_context, reset_clients, get_settings.cache_clear):
-        reset()
+    return client, {"Authorization": f"Bearer {token(project_id)}"}, project_id
 
 
 def fingerprint(firestore_client, storage_client, bucket) -> str:

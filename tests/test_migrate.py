@@ -39,23 +39,6 @@ MESSY_JOBS = {25: "missing_id", 54: "schema", 94: "not_an_object"}
 # --- fixtures and helpers ----------------------------------------------------------------------
 
 @pytest.fixture
-def fresh_instance():
-    """Forget every per-instance singleton before and after the test."""
-    from functions.read_api import reset_read_context
-    from shared.clients import reset_clients
-    from shared.settings import get_settings
-
-    def reset():
-        reset_read_context()
-        reset_clients()
-        get_settings.cache_clear()
-
-    reset()
-    yield
-    reset()
-
-
-@pytest.fixture
 def migrate_env(emulator_env, monkeypatch, fresh_instance):
     """The emulator environment, the auth emulator's token rules, no ramp-up wait."""
     monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099")

@@ -42,23 +42,6 @@ def make_publisher(emulator_env, firestore_client, storage_client):
 
 
 @pytest.fixture
-def fresh_instance():
-    """Forget every per-instance singleton (settings, clients, publisher) around the test."""
-    from functions.publish_snapshot import reset_publisher
-    from shared.clients import reset_clients
-    from shared.settings import get_settings
-
-    def reset() -> None:
-        reset_publisher()
-        reset_clients()
-        get_settings.cache_clear()
-
-    reset()
-    yield
-    reset()
-
-
-@pytest.fixture
 def function_client(emulator_env, monkeypatch, fresh_instance):
     """`publish_snapshot` of main.py served by functions-framework (a werkzeug test client)."""
     from functions_framework import create_app
