@@ -33,7 +33,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import unquote
 
 from flask import Request, Response
 
@@ -82,9 +81,15 @@ def serve(request: Request) -> Response:
 
 
 def handle(request: Request, context: MigrateContext) -> Response:
-    """Answer one request (CORS and security headers included)."""
-    response = _dispatch(request, context)
-    return http.finish(request, response, context.settings)
+    """Answer one request (CORS and security headers included), logging one structured line."""
+    from shared.logs import request_context, request_log
+
+    started = time.perf_counter()
+    with request_context(request, function="migrate", collection=request.args.get("collection"),
+                         project=context.settings.project):
+        response = http.finish(request, _dispatch(request, context), context.settings)
+        request_log(response.status_code, None, (time.perf_counter() - started) * 1000, None)
+    return response
 
 
 @http.json_errors
@@ -96,7 +101,7 @@ def _dispatch(request: Request, context: MigrateContext) -> Response:
         return http.preflight_response(request, settings, METHODS)
     if request.method not in METHODS:
         raise MethodNotAllowed(f"{request.method} is not allowed here", allowed=METHODS)
-    parts = [unquote(part) for part in request.path.strip("/").split("/") if part]
+    parts = [part for part in request.path.strip("/").split("/") if part]  # already decoded
     principal = authenticate(request.headers, settings, require_admin=True)
     if request.method == "POST":
         if parts:
