@@ -44,7 +44,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = ROOT / "main.py"
 OUT_DIR = ".deploy"
-ENV_FILE = f"{OUT_DIR}/env.yaml"
+ENV_FILE = f"{OUT_DIR}/env-{{kind}}.yaml"  # one per kind of function: THREADS differs
 LIFECYCLE_FILE = f"{OUT_DIR}/lifecycle.json"
 EVENT_TYPE = "google.cloud.firestore.document.v1.written"
 REPORTS_PREFIX = "reports/"
@@ -161,8 +161,9 @@ DEFAULT_RESOURCES = {
     "read": Resources("512Mi", "1", 60, 80, 0, 10),
     # A migration streams one large file: one per instance, up to the gen2 HTTP limit.
     "migrate": Resources("1Gi", "1", 3600, 1, 0, 2),
-    # Few instances so a burst of writes cannot become a burst of snapshot writes.
-    "publish": Resources("512Mi", "1", 120, 8, 0, 3),
+    # An event waits for its collection's write slot (up to PUBLISH_WAIT_S), mostly idle:
+    # many per instance, few instances (the write slot is shared through Firestore anyway).
+    "publish": Resources("512Mi", "1", 120, 80, 0, 3),
 }
 
 
@@ -442,8 +443,10 @@ def build_plan(config: Config, main_py: Path = MAIN) -> Plan:
              f"--member=serviceAccount:{sa}", "--role=roles/storage.objectUser", project,
              why="the functions read and write objects of this bucket only", retries=3)
 
-    plan.steps.append(WriteFile(ENV_FILE, env_yaml(config),
-                                why="the functions' settings (no secrets)"))
+    for kind, resources in config.resources.items():
+        plan.steps.append(WriteFile(ENV_FILE.format(kind=kind),
+                                    env_yaml(config, threads=resources.concurrency),
+                                    why=f"the {kind} functions' settings (no secrets)"))
     if config.database != "(default)":
         plan.notes.append(f"FIRESTORE_DATABASE is {config.database}: firebase.json must name it "
                           "(\"firestore\": [{\"database\": ...}]) for its rules and indexes")
@@ -453,10 +456,10 @@ def build_plan(config: Config, main_py: Path = MAIN) -> Plan:
 
     common = ("--gen2", project, f"--region={config.region}", f"--runtime={config.runtime}",
               "--source=.", f"--service-account={sa}",
-              f"--build-service-account=projects/{config.project}/serviceAccounts/{build_sa}",
-              f"--env-vars-file={ENV_FILE}")
+              f"--build-service-account=projects/{config.project}/serviceAccounts/{build_sa}")
     for point in reads:
         plan.run("gcloud", "functions", "deploy", _function_name(point.name), *common,
+                 f"--env-vars-file={ENV_FILE.format(kind='read')}",
                  f"--entry-point={point.name}", "--trigger-http", "--allow-unauthenticated",
                  "--ingress-settings=all", *config.resources["read"].flags(), "--quiet",
                  why=f"read API of {point.serves or point.name}: public, the browser calls it")
@@ -471,6 +474,7 @@ def build_plan(config: Config, main_py: Path = MAIN) -> Plan:
                 name = _function_name(f"{point.name}-{collection}")
                 publishers.append(name)
                 plan.run("gcloud", "functions", "deploy", name, *common,
+                         f"--env-vars-file={ENV_FILE.format(kind=known.resources)}",
                          f"--entry-point={point.name}",
                          f"--trigger-event-filters=type={EVENT_TYPE}",
                          f"--trigger-event-filters=database={config.database}",
@@ -482,6 +486,7 @@ def build_plan(config: Config, main_py: Path = MAIN) -> Plan:
         else:
             access = "--allow-unauthenticated" if known.public else "--no-allow-unauthenticated"
             plan.run("gcloud", "functions", "deploy", _function_name(point.name), *common,
+                     f"--env-vars-file={ENV_FILE.format(kind=known.resources)}",
                      f"--entry-point={point.name}", "--trigger-http", access,
                      "--ingress-settings=all", *resources.flags(), "--quiet",
                      why=f"{point.name}: " + ("public, it checks its own tokens" if known.public
@@ -555,12 +560,17 @@ def _check_unique(names: list[str]) -> None:
         seen.add(name)
 
 
-def env_yaml(config: Config) -> str:
-    """The `--env-vars-file` YAML: one quoted string per application setting."""
+def env_yaml(config: Config, *, threads: int) -> str:
+    """The `--env-vars-file` YAML: one quoted string per application setting, plus THREADS.
+
+    functions-framework serves `THREADS` requests at once (default: 4 per CPU); without it an
+    instance deployed with `--concurrency=80` would queue all but four.
+    """
     lines = ["# Written by deploy/deploy.py from the settings; credentials never go here."]
     order = {name: index for index, name in enumerate(app_setting_names())}
     ordered = sorted(config.app_env.items(), key=lambda item: order.get(item[0], len(order)))
     lines += [f"{name}: {json.dumps(value)}" for name, value in ordered]
+    lines.append(f"THREADS: {json.dumps(str(threads))}")
     return "\n".join(lines) + "\n"
 
 

@@ -304,10 +304,12 @@ def test_env_file_carries_the_settings_and_nothing_else(main_py):
                    DEPLOY_API_TOKEN="abc123-do-not-leak", CACHE_TTL_S="30")
     assert done.returncode == 0, done.stderr
     script = parse(done.stdout)
-    env_file = script.files[".deploy/env.yaml"]
+    env_file = script.files[".deploy/env-read.yaml"]
     values = dict(line.split(": ", 1) for line in env_file.splitlines()
                   if line and not line.startswith("#"))
     values = {name: json.loads(value) for name, value in values.items()}
+    # functions-framework serves THREADS requests at once: it must match --concurrency.
+    assert values.pop("THREADS") == "80"
     assert values["GOOGLE_CLOUD_PROJECT"] == PROJECT
     assert values["SNAPSHOT_BUCKET"] == f"{PROJECT}-snapshots"
     assert values["COLLECTIONS"] == "users,jobs"
@@ -317,7 +319,10 @@ def test_env_file_carries_the_settings_and_nothing_else(main_py):
     assert "abc123-do-not-leak" not in done.stdout
     assert "FIRESTORE_EMULATOR_HOST" not in done.stdout
     for command in script.deploys().values():
-        assert one(command, "--env-vars-file") == ".deploy/env.yaml"
+        env_path = one(command, "--env-vars-file")
+        assert env_path.startswith(".deploy/env-") and env_path in script.files
+        threads = json.loads(script.files[env_path].split("THREADS: ", 1)[1].splitlines()[0])
+        assert threads == one(command, "--concurrency")
 
 
 def test_every_application_setting_can_reach_the_env_file_but_emulator_hosts():
@@ -385,7 +390,7 @@ def test_revocation_checks_add_the_one_role_they_need(main_py):
               for c in script.find("gcloud", "projects", "add-iam-policy-binding")}
     assert (f"serviceAccount:dashboard-functions@{PROJECT}.iam.gserviceaccount.com",
             "roles/firebaseauth.viewer") in grants
-    assert "CHECK_REVOKED" in script.files[".deploy/env.yaml"]
+    assert "CHECK_REVOKED" in script.files[".deploy/env-read.yaml"]
 
 
 def test_snapshot_bucket_is_private_with_a_lifecycle_for_old_reports(script):
@@ -624,7 +629,7 @@ def test_a_real_run_executes_the_plan_in_order(tmp_path, monkeypatch):
     # ... the service accounts do not: created.
     assert sum("service-accounts create" in c for c in calls) == 3
     assert sum(c.startswith("gcloud functions deploy") for c in calls) == 5
-    assert (tmp_path / ".deploy" / "env.yaml").read_text().count("GOOGLE_CLOUD_PROJECT") == 1
+    assert (tmp_path / ".deploy" / "env-read.yaml").read_text().count("GOOGLE_CLOUD_PROJECT") == 1
     assert calls.index(next(c for c in calls if c.startswith("firebase deploy"))) < \
         calls.index(next(c for c in calls if c.startswith("gcloud functions deploy")))
 
