@@ -20,90 +20,20 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import http.client
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from unittest import mock
-from urllib.parse import parse_qs, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 PROJECT = "demo-publish-bench"
 BUCKET = "demo-publish-bench-snapshots"
-
-
-class CountingProxy:
-    """Forwards HTTP to the storage emulator and counts uploads per object name and status."""
-
-    def __init__(self, upstream: str):
-        target = urlsplit(upstream)
-        self.lock = threading.Lock()
-        self.uploads: list[tuple[float, str, int]] = []
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _handle(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                connection = http.client.HTTPConnection(target.hostname, target.port,
-                                                        timeout=60)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                connection.request(self.command, self.path, body=body or None, headers=headers)
-                response = connection.getresponse()
-                data = response.read()
-                connection.close()
-                if self.path.startswith("/upload/"):
-                    with proxy.lock:
-                        proxy.uploads.append((time.monotonic(), _object_name(self.path, body),
-                                              response.status))
-                self.send_response(response.status)
-                for name, value in response.getheaders():
-                    if name.lower() not in ("transfer-encoding", "content-length", "connection"):
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def count(self, name: str, since: float = 0.0, status: int | None = 200) -> int:
-        with self.lock:
-            return sum(1 for at, obj, code in self.uploads
-                       if obj == name and at >= since and (status is None or code == status))
-
-
-def _object_name(path: str, body: bytes) -> str:
-    name = parse_qs(urlsplit(path).query).get("name", [""])[0]
-    if name or b"\r\n\r\n" not in body:
-        return name
-    try:
-        return json.loads(body.split(b"\r\n\r\n", 1)[1].split(b"\r\n--")[0]).get("name", "")
-    except ValueError:
-        return ""
-
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def main() -> int:
@@ -118,10 +48,11 @@ def main() -> int:
 
     logging.basicConfig(level=logging.ERROR)
     from emulators.harness import start_firestore, start_storage
+    from tests.storage_proxy import StorageProxy
 
     firestore_emu = start_firestore(log_path=ROOT / ".dev" / "bench-publish-firestore.log")
     storage_emu = start_storage(log_path=ROOT / ".dev" / "bench-publish-storage.log")
-    proxy = CountingProxy(storage_emu.host)
+    proxy = StorageProxy(storage_emu.host)
     os.environ.update({
         "FIRESTORE_EMULATOR_HOST": firestore_emu.host,
         # The function's storage client goes through the counting proxy.
@@ -132,7 +63,7 @@ def main() -> int:
     try:
         return _run(args, firestore_emu, storage_emu, proxy)
     finally:
-        proxy.server.shutdown()
+        proxy.close()
         storage_emu.stop()
         firestore_emu.stop()
 
@@ -141,7 +72,7 @@ def _run(args, firestore_emu, storage_emu, proxy) -> int:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import firestore, storage
 
-    from emulators.harness import firestore_stats
+    from emulators.harness import firestore_stats, free_port
     from shared.clients import get_storage
     from shared.events import DocumentVersion, to_ns
     from shared.settings import get_settings
@@ -341,9 +272,8 @@ def _measure(args, db, bucket, proxy, reads, report, rebuild_s, rebuild_reads, r
     for label, value, target, ok in rows:
         shown = f"{value:.3f}" if isinstance(value, float) else str(value)
         print(f"  {label:<52} {shown:>10}   target {target:<7} {'ok' if ok else 'MISSED'}")
-    with proxy.lock:
-        timeline = [f"{at - burst_started:.2f}" for at, obj, code in proxy.uploads
-                    if obj == name and at >= since and code == 200]
+    timeline = [f"{at - burst_started:.2f}" for at, _, code in proxy.uploads(name)
+                if at >= since and code == 200]
     print(f"  burst writes at (s after its first change): {', '.join(timeline)}; "
           f"last change at {burst_s:.2f}")
     print(f"  rebuild report: {report.summary()}")

@@ -9,20 +9,16 @@ as a real race would).
 
 from __future__ import annotations
 
-import http.client
 import itertools
-import json
 import os
 import threading
 import time
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from unittest import mock
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from shared.errors import Unavailable
+from tests.storage_proxy import StorageProxy, upload_media_type, upload_metadata, upload_name
 from tests.test_publish_support import Writer, firestore_items, snapshot_body, user
 
 pytest_plugins = ["tests.test_publish_support"]
@@ -36,96 +32,6 @@ CONDITION_NOT_MET = {"error": {"code": 412, "message": "At least one of the pre-
                                "specified did not hold.",
                                "errors": [{"domain": "global", "reason": "conditionNotMet",
                                            "message": "Precondition Failed"}]}}
-
-
-class StorageProxy:
-    """Forwards HTTP to the storage emulator; `intercept(request) -> (status, body) | None`."""
-
-    def __init__(self, upstream: str):
-        self.upstream = urlsplit(upstream)
-        self.log: list[tuple[float, str | None, dict, int]] = []  # uploads
-        self.intercept: Callable[[dict], tuple[int, dict] | None] = lambda request: None
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # quiet
-                pass
-
-            def _handle(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                parts = urlsplit(self.path)
-                request = {"method": self.command, "path": parts.path,
-                           "query": parse_qs(parts.query), "body": body,
-                           "headers": dict(self.headers)}
-                answer = proxy.intercept(request)
-                if answer is not None:
-                    status, payload = answer
-                    data = json.dumps(payload).encode()
-                    headers = {"Content-Type": "application/json; charset=UTF-8"}
-                else:
-                    status, headers, data = proxy._forward(self.command, self.path,
-                                                           dict(self.headers), body)
-                if request["path"].startswith("/upload/"):
-                    proxy.log.append((time.monotonic(), upload_name(request),
-                                      request["query"], status))
-                self.send_response(status)
-                for name, value in headers.items():
-                    if name.lower() not in ("transfer-encoding", "content-length",
-                                            "connection"):
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def _forward(self, method, path, headers, body):
-        connection = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port,
-                                                timeout=30)
-        headers = {k: v for k, v in headers.items() if k.lower() != "host"}
-        connection.request(method, path, body=body or None, headers=headers)
-        response = connection.getresponse()
-        data = response.read()
-        connection.close()
-        return response.status, dict(response.getheaders()), data
-
-    def uploads(self, name: str = "snapshots/users.json") -> list[tuple[float, dict, int]]:
-        """(time, query, status) of the uploads of one object, in order."""
-        return [(at, query, status) for at, name_, query, status in self.log if name_ == name]
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def upload_metadata(request: dict) -> dict:
-    """The object metadata of a multipart upload (its first part)."""
-    return json.loads(request["body"].split(b"\r\n\r\n", 1)[1].split(b"\r\n--")[0])
-
-
-def upload_media_type(request: dict) -> str:
-    """The Content-Type of a multipart upload's media part (Cloud Storage stores it)."""
-    media = request["body"].split(b"\r\n--", 1)[1].split(b"\r\n\r\n", 1)[0]
-    for line in media.split(b"\r\n"):
-        if line.lower().startswith(b"content-type:"):
-            return line.split(b":", 1)[1].strip().decode()
-    return ""
-
-
-def upload_name(request: dict) -> str | None:
-    if not request["path"].startswith("/upload/"):
-        return None
-    return request["query"].get("name", [None])[0] or upload_metadata(request).get("name")
 
 
 def is_upload(request: dict, name: str = "snapshots/users.json") -> bool:
