@@ -394,7 +394,7 @@ class Doctor:
     def run(self) -> list[Check]:
         """Every check of this install, in order."""
         from shared.clients import get_db, get_storage
-        from shared.schema import utc_now
+        from shared.encoding import utc_now
 
         settings, lines = check_settings(self.env)
         self.checks.extend(lines)

@@ -29,7 +29,7 @@ from shared.auth import authenticate, check_app_check
 from shared.breaker import CircuitBreaker
 from shared.cache import TTLCache
 from shared.clients import firestore_deadline, get_db, get_storage
-from shared.encoding import encode_document, format_timestamp
+from shared.encoding import encode_document, format_timestamp, utc_now
 from shared.errors import (
     AppError,
     BadRequest,
@@ -49,7 +49,7 @@ from shared.query import (
     run_on_items,
     to_firestore_query,
 )
-from shared.schema import load_schema, utc_now
+from shared.schema import load_schema
 from shared.settings import Settings, get_settings
 from shared.snapshots import Snapshot, load_snapshot
 from shared.tombstones import deleted_since, latest_tombstone

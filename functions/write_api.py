@@ -117,16 +117,13 @@ class _Writer:
         if self.if_match is not None:
             item = encode_document(doc_id, snapshot.to_dict()) if snapshot.exists else None
             current = http.weak_etag(http.dumps(item)) if item is not None else None
-            if current is None or not _etag_equal(self.if_match, current):
+            if current is None or not http.etag_listed(self.if_match, current):
                 # The current version comes along, so a client can merge without a re-read
                 # (which another instance's read cache might answer with the old version).
                 raise PreconditionFailed("the document changed since it was read",
                                          code="precondition_failed",
                                          details={"etag": current, "document": item})
         return snapshot
-
-    def _item(self, doc_id: str, data: dict[str, Any]) -> dict[str, Any]:
-        return encode_document(doc_id, data)
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
         from google.api_core.exceptions import AlreadyExists
@@ -140,7 +137,7 @@ class _Writer:
         except AlreadyExists:
             raise Conflict(f"{self.schema.name}/{converted.doc_id} exists already",
                            code="already_exists") from None
-        return self._item(converted.doc_id, {**converted.data, "createdAt": result.update_time,
+        return encode_document(converted.doc_id, {**converted.data, "createdAt": result.update_time,
                                              "updatedAt": result.update_time})
 
     def replace(self, doc_id: str, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
@@ -155,7 +152,7 @@ class _Writer:
             if not snapshot.exists:
                 result = ref.create({**data, "createdAt": firestore.SERVER_TIMESTAMP},
                                     **self.deadline)
-                return self._item(doc_id, {**converted.data, "createdAt": result.update_time,
+                return encode_document(doc_id, {**converted.data, "createdAt": result.update_time,
                                            "updatedAt": result.update_time}), 201
             current = snapshot.to_dict() or {}
             created = current.get("createdAt", snapshot.create_time)
@@ -170,7 +167,7 @@ class _Writer:
         except (AlreadyExists, FailedPrecondition):
             raise PreconditionFailed("the document changed while it was being replaced",
                                      code="precondition_failed") from None
-        return self._item(doc_id, {**converted.data, "createdAt": created,
+        return encode_document(doc_id, {**converted.data, "createdAt": created,
                                    "updatedAt": result.update_time}), 200
 
     def patch(self, doc_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -191,7 +188,7 @@ class _Writer:
             raise PreconditionFailed("the document changed while it was being updated",
                                      code="precondition_failed") from None
         merged = {**(snapshot.to_dict() or {}), **converted.data, "updatedAt": result.update_time}
-        return self._item(doc_id, merged)
+        return encode_document(doc_id, merged)
 
     def delete(self, doc_id: str) -> None:
         from google.api_core.exceptions import FailedPrecondition
@@ -206,9 +203,3 @@ class _Writer:
         except FailedPrecondition:
             raise PreconditionFailed("the document changed while it was being deleted",
                                      code="precondition_failed") from None
-
-
-def _etag_equal(header: str, etag: str) -> bool:
-    opaque = etag.removeprefix("W/")
-    return any(part.strip() == "*" or part.strip().removeprefix("W/") == opaque
-               for part in header.split(","))

@@ -22,6 +22,11 @@ _RFC3339 = re.compile(
 _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 
 
+def utc_now() -> dt.datetime:
+    """The current time, timezone-aware in UTC."""
+    return dt.datetime.now(UTC)
+
+
 def format_timestamp(value: dt.datetime) -> str:
     """RFC 3339 in UTC with a `Z`, fractional seconds only when present (up to nanoseconds)."""
     if value.tzinfo is None:

@@ -138,15 +138,16 @@ def weak_etag(data: bytes) -> str:
 
 def etag_matches(request: Request, etag: str) -> bool:
     """Weak comparison of `If-None-Match` against our (weak) ETag, `*` included."""
-    header = request.headers.get("If-None-Match")
+    return etag_listed(request.headers.get("If-None-Match"), etag)
+
+
+def etag_listed(header: str | None, etag: str) -> bool:
+    """Does an `If-None-Match` / `If-Match` header list `etag` (weak comparison, or `*`)?"""
     if not header:
         return False
     opaque = etag.removeprefix("W/")
-    for candidate in header.split(","):
-        candidate = candidate.strip()
-        if candidate == "*" or candidate.removeprefix("W/") == opaque:
-            return True
-    return False
+    return any(candidate.strip() == "*" or candidate.strip().removeprefix("W/") == opaque
+               for candidate in header.split(","))
 
 
 def accepts_gzip(request: Request) -> bool:

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.encoding import encode_value, format_timestamp
+from shared.encoding import encode_value, format_timestamp, utc_now
 from shared.errors import AppError, BadRequest, Conflict, NotFound
 from shared.migration_source import Layout, Source, iter_records, scan
 from shared.migration_writer import (
@@ -60,7 +60,7 @@ from shared.migration_writer import (
     short,
 )
 from shared.records import RecordError, convert_record, record_id
-from shared.schema import CollectionSchema, load_schema, utc_now
+from shared.schema import CollectionSchema, load_schema
 from shared.settings import Settings
 
 log = logging.getLogger("dashboard.migrate")

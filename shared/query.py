@@ -26,6 +26,7 @@ from typing import Any
 
 from shared.encoding import encode_value, parse_timestamp
 from shared.errors import BadRequest
+from shared.records import MAX_ID_BYTES, id_problem
 from shared.schema import CollectionSchema
 
 RESERVED_PARAMS = frozenset({"limit", "pageToken", "orderBy", "fields", "updatedSince"})
@@ -35,7 +36,6 @@ FIRESTORE_OPS = {"eq": "==", "neq": "!=", "lt": "<", "lte": "<=", "gt": ">", "gt
 MAX_IN_VALUES = 30
 MAX_FILTERS = 20
 MAX_PARAM_LENGTH = 2000
-MAX_DOC_ID_BYTES = 1500
 
 
 @dataclass(frozen=True)
@@ -100,10 +100,8 @@ def _canonical(value: Any) -> Any:
 
 
 def check_document_id(doc_id: str) -> str:
-    """Reject ids Firestore would refuse (empty, `/`, `.`, `..`, `__x__`, over 1,500 bytes)."""
-    if (not doc_id or "/" in doc_id or doc_id in (".", "..")
-            or (doc_id.startswith("__") and doc_id.endswith("__"))
-            or len(doc_id.encode("utf-8")) > MAX_DOC_ID_BYTES):
+    """`doc_id` when Firestore would accept it as a document id, else `BadRequest`."""
+    if id_problem(doc_id):
         raise BadRequest(f"invalid document id {doc_id[:100]!r}", code="invalid_id")
     return doc_id
 
@@ -233,7 +231,7 @@ def make_page_token(query: ReadQuery, last_item: Mapping[str, Any]) -> str:
 
 def _with_cursor(query: ReadQuery, token: str, schema: CollectionSchema) -> ReadQuery:
     invalid = BadRequest("invalid pageToken", code="invalid_page_token")
-    if len(token) > 4 * MAX_DOC_ID_BYTES + 512:
+    if len(token) > 4 * MAX_ID_BYTES + 512:
         raise invalid
     try:
         payload = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))

@@ -8,7 +8,6 @@ document id) and per property `x-firestore-type: timestamp` and `x-normalize: lo
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import json
 import math
@@ -120,8 +119,3 @@ def load_schema(collection: str) -> CollectionSchema:
         required=tuple(raw.get("required", ())),
         json_schema=raw,
     )
-
-
-def utc_now() -> dt.datetime:
-    """The current time, timezone-aware in UTC."""
-    return dt.datetime.now(dt.UTC)

@@ -351,8 +351,7 @@ def merge_and_write(storage_client: Any, bucket: str, collection: str,
     """
     from google.api_core import exceptions as gexc
 
-    from shared.encoding import format_timestamp
-    from shared.schema import utc_now
+    from shared.encoding import format_timestamp, utc_now
 
     outcome = WriteOutcome(SnapshotState(collection))
     delay = BACKOFF_INITIAL_S
@@ -496,9 +495,8 @@ def update_manifest(storage_client: Any, bucket: str, entries: Mapping[str, Mani
     """
     from google.api_core import exceptions as gexc
 
-    from shared.encoding import format_timestamp
+    from shared.encoding import format_timestamp, utc_now
     from shared.http import dumps
-    from shared.schema import utc_now
 
     outcome = WriteOutcome(SnapshotState(""))
     delay = BACKOFF_INITIAL_S
@@ -577,9 +575,8 @@ def rebuild_collection(db: Any, storage_client: Any, bucket: str, collection: st
     published by the event path) are kept as they are; snapshot documents Firestore no longer
     has are removed with a tombstone, unless they are newer than the read.
     """
-    from shared.encoding import encode_document
+    from shared.encoding import encode_document, utc_now
     from shared.events import to_ns
-    from shared.schema import utc_now
     from shared.tombstones import delete_tombstones, record_tombstones
 
     started_ns = to_ns(utc_now())

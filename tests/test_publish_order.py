@@ -9,9 +9,8 @@ import urllib.parse
 
 import pytest
 
-from shared.encoding import format_timestamp
+from shared.encoding import format_timestamp, utc_now
 from shared.events import format_ns
-from shared.schema import utc_now
 from tests.helpers import publish
 from tests.test_publish_support import Writer, firestore_items, snapshot_body, user
 

@@ -35,12 +35,17 @@ def test_stopped_firestore_falls_back_to_the_snapshot(make_api, project_id, publ
     assert response.headers["ETag"]
 
 
-def test_hung_firestore_falls_back_within_the_deadline(make_context, project_id, published,
-                                                       black_hole):
+@pytest.fixture
+def hung_api(make_context, project_id, black_hole):
+    """The read API of an instance whose Firestore accepts connections and never answers."""
     from tests.helpers import read_api_client
 
     hung = firestore_client_at(black_hole.host, project_id)
-    api = read_api_client(make_context(db=lambda: hung, FIRESTORE_TIMEOUT_S="0.5"))
+    return read_api_client(make_context(db=lambda: hung, FIRESTORE_TIMEOUT_S="0.5"))
+
+
+def test_hung_firestore_falls_back_within_the_deadline(hung_api, published):
+    api = hung_api
     started = time.perf_counter()
     response = api.get("/users")
     elapsed = time.perf_counter() - started
@@ -168,8 +173,8 @@ def test_updated_since_poll_with_no_change_costs_one_read(make_api, reads, publi
 def test_poll_reports_deletions_and_never_skips_one(make_api, firestore_client, published):
     import time as clock
 
+    from shared.encoding import utc_now
     from shared.events import to_ns
-    from shared.schema import utc_now
     from shared.tombstones import record_tombstones
 
     api = make_api(CACHE_TTL_S="0.5")
@@ -192,12 +197,8 @@ def test_poll_reports_deletions_and_never_skips_one(make_api, firestore_client, 
     assert seen == ["u_0003"]
 
 
-def test_hung_firestore_on_a_single_document_read(make_context, project_id, published,
-                                                  black_hole):
-    from tests.helpers import read_api_client
-
-    hung = firestore_client_at(black_hole.host, project_id)
-    api = read_api_client(make_context(db=lambda: hung, FIRESTORE_TIMEOUT_S="0.5"))
+def test_hung_firestore_on_a_single_document_read(hung_api, published):
+    api = hung_api
     started = time.perf_counter()
     response = api.get("/users/u_0004")
     assert time.perf_counter() - started < 1.0
