@@ -18,13 +18,15 @@ node_modules/.installed: package.json package-lock.json
 
 install: $(VENV)/.installed node_modules/.installed
 
-## The local stack: emulators, every function, the event bridge and the sample data.
+## The local stack: emulators, every function, the emulator's event delivery, the sample data.
 dev: install
 	PORT=$(PORT) $(PY) -m dev.stack
 
-## The whole test suite against the emulators (started and stopped by the tests).
+## The whole test suite on Google's Firestore emulator (started and stopped by the tests),
+## the rules tests under its rules engine included.
 test: install
 	node --test web/tests/*.test.js
+	$(PY) -m rules.run
 	$(PY) -m pytest
 
 lint: install
@@ -34,13 +36,10 @@ lint: install
 bench: install
 	$(PY) bench/read_bench.py
 
-rules/node_modules/.installed: rules/package.json rules/package-lock.json
-	cd rules && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
-	touch $@
-
-## Firestore/Storage rules tests under Google's emulators (exit 77 = NOT RUN, never a pass).
-rules-test: rules/node_modules/.installed
-	node rules/run.mjs
+## Firestore rules tests under Google's Firestore emulator (the storage ones say NOT RUN: Google's
+## Storage emulator cannot be downloaded here).
+rules-test: install
+	$(PY) -m rules.run
 
 ## Deploy to Google Cloud (gcloud and firebase logged in):
 ##   make deploy PROJECT=my-project REGION=europe-west1 [FIRESTORE_LOCATION=eur3] [DRY_RUN=1]

@@ -11,7 +11,8 @@ built from each write's result) pushed to it over HTTP, concurrently:
      burst + 1) and the time from the last change until the snapshot holds every change of the
      burst (target <= 3 s).
 
-Reads are the emulator's billed document reads of the project (the writer reads nothing);
+Reads are the document reads Firestore would bill the project, counted by a gRPC proxy in
+front of Google's emulator (`emulators.meter`; the writer reads nothing);
 object writes are counted by an HTTP proxy between the function and the storage emulator, which
 also counts 429 and 412 answers. Exit status 1 when a target is missed.
 """
@@ -48,38 +49,42 @@ def main() -> int:
 
     logging.basicConfig(level=logging.ERROR)
     from emulators.harness import start_firestore, start_storage
+    from emulators.meter import ReadMeter
     from tests.storage_proxy import StorageProxy
 
     firestore_emu = start_firestore(log_path=ROOT / ".dev" / "bench-publish-firestore.log")
     storage_emu = start_storage(log_path=ROOT / ".dev" / "bench-publish-storage.log")
     proxy = StorageProxy(storage_emu.host)
+    meter = ReadMeter(firestore_emu.host).start()  # counts the reads Firestore would bill
     os.environ.update({
-        "FIRESTORE_EMULATOR_HOST": firestore_emu.host,
+        # Every Firestore client (the function's too) goes through the read meter.
+        "FIRESTORE_EMULATOR_HOST": meter.host,
         # The function's storage client goes through the counting proxy.
         "STORAGE_EMULATOR_HOST": proxy.url,
         "GOOGLE_CLOUD_PROJECT": PROJECT, "SNAPSHOT_BUCKET": BUCKET,
         "PUBLISH_INTERVAL_S": "1", "MAX_LIMIT": str(max(args.docs, 1000)),
     })
     try:
-        return _run(args, firestore_emu, storage_emu, proxy)
+        return _run(args, meter, storage_emu, proxy)
     finally:
+        meter.stop()
         proxy.close()
         storage_emu.stop()
         firestore_emu.stop()
 
 
-def _run(args, firestore_emu, storage_emu, proxy) -> int:
+def _run(args, meter, storage_emu, proxy) -> int:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import firestore, storage
 
-    from emulators.harness import firestore_stats, free_port
+    from emulators.harness import free_port
     from shared.clients import get_storage
     from shared.events import DocumentVersion, to_ns
     from shared.settings import get_settings
     from shared.snapshots import rebuild_collection
 
     def reads() -> int:
-        return firestore_stats(firestore_emu, PROJECT)["documentReads"]
+        return meter.reads(PROJECT)
 
     settings = get_settings()
     db = firestore.Client(project=PROJECT)

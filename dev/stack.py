@@ -1,10 +1,13 @@
 """The local stack: `make dev` (or `python -m dev.stack`).
 
-Starts, on this machine and with no cloud account, a Firestore emulator and a Cloud Storage
-emulator (or uses the ones named by FIRESTORE_EMULATOR_HOST / STORAGE_EMULATOR_HOST), loads
-the sample data, publishes the snapshots, serves every function of main.py at
-`http://127.0.0.1:$PORT/<function>`, and runs the event bridge (`dev/bridge.py`) that turns
-Firestore changes into the CloudEvents `publish_snapshot` receives, until interrupted.
+Starts, on this machine and with no cloud account, Google's Firestore emulator and a Cloud
+Storage emulator (or uses the ones named by FIRESTORE_EMULATOR_HOST / STORAGE_EMULATOR_HOST),
+loads the sample data, publishes the snapshots, serves every function of main.py at
+`http://127.0.0.1:$PORT/<function>`, loads `firestore.rules` into the emulator, and registers
+one trigger per configured collection, so that the emulator itself delivers every document
+change to `publish_snapshot` as Eventarc does (`--functions_emulator 127.0.0.1:$PORT`), until
+interrupted. An emulator named by FIRESTORE_EMULATOR_HOST must have been started with
+`--functions_emulator 127.0.0.1:$PORT` for its events to arrive.
 """
 
 from __future__ import annotations
@@ -25,6 +28,12 @@ DEFAULTS = {
     "READ_ACCESS": "public",
 }
 HTTP_FUNCTIONS = ("users", "jobs", "migrate")
+RULES = ROOT / "firestore.rules"
+
+
+def trigger_id(collection: str) -> str:
+    """The trigger of a collection's events: the name its deployed function has."""
+    return f"publish-snapshot-{collection}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,24 +57,26 @@ def main(argv: list[str] | None = None) -> int:
     origin = f"http://{args.host}:{args.port}"
     os.environ.setdefault("ALLOWED_ORIGINS", f"{origin},http://localhost:{args.port}")
 
-    firestore_emu = firestore_from_env_or_start(log_path=STATE_DIR / "firestore.log")
+    firestore_emu = firestore_from_env_or_start(log_path=STATE_DIR / "firestore.log",
+                                                functions_emulator=f"{args.host}:{args.port}")
     storage_emu = storage_from_env_or_start(log_path=STATE_DIR / "storage.log")
     os.environ["FIRESTORE_EMULATOR_HOST"] = firestore_emu.host
     os.environ["STORAGE_EMULATOR_HOST"] = storage_emu.host
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        return _run(args, stop)
+        return _run(args, stop, firestore_emu)
     finally:
         storage_emu.stop()
         firestore_emu.stop()
 
 
-def _run(args: argparse.Namespace, stop: threading.Event) -> int:
+def _run(args: argparse.Namespace, stop: threading.Event, firestore_emu) -> int:
     from werkzeug.serving import make_server
 
     from dev.app import create_stack_app
     from dev.seed import seed
+    from emulators.harness import load_rules, register_trigger
     from shared.clients import get_db, get_storage
     from shared.settings import get_settings
 
@@ -78,17 +89,19 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
                                                     settings).items():
             print(f"loaded {written} {collection} ({rejected} rejected by the schema)")
 
+    # The versioned rules govern the page's own Firestore access (the Admin SDK bypasses them).
+    load_rules(firestore_emu, settings.project, RULES.read_text(encoding="utf-8"))
+    # The port is bound here, so the emulator's first deliveries wait in its backlog until the
+    # server runs; the stack answers requests only once everything is in place.
     server = make_server(args.host, args.port, create_stack_app(
         {**{name: "http" for name in HTTP_FUNCTIONS}, "publish_snapshot": "cloudevent"}),
         threaded=True)
     base = f"http://{args.host}:{args.port}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    # Firestore changes -> CloudEvents -> publish_snapshot, as Eventarc does when deployed.
-    from dev.bridge import EventBridge
-
-    bridge = EventBridge(get_db(settings), f"{base}/publish_snapshot", settings.collections,
-                         project=settings.project, database=settings.database).start()
+    # The emulator's own change events -> publish_snapshot, as Eventarc does when deployed.
+    for collection in settings.collections:
+        register_trigger(firestore_emu, settings.project, trigger_id(collection),
+                         f"{collection}/{{docId}}", database=settings.database)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     print("\nlocal stack ready:")
     print(f"  {base}/  (demo dashboard)")
     for name in HTTP_FUNCTIONS:
@@ -96,13 +109,16 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
     print(f"  Firestore emulator  {os.environ['FIRESTORE_EMULATOR_HOST']}")
     print(f"  Storage emulator    {os.environ['STORAGE_EMULATOR_HOST']}"
           f"  (bucket {settings.snapshot_bucket})")
-    print(f"  event bridge        {', '.join(settings.collections)} -> {base}/publish_snapshot")
+    print(f"  change events       {', '.join(settings.collections)} -> {base}/functions/"
+          f"projects/{settings.project}/triggers/... -> publish_snapshot")
+    if firestore_emu.process is None:
+        print(f"  (the Firestore emulator at {firestore_emu.host} must run with "
+              f"--functions_emulator {args.host}:{args.port} for the events to arrive)")
     print("Ctrl-C stops it.", flush=True)
     try:
         stop.wait()
     except KeyboardInterrupt:
         pass
-    bridge.stop()
     server.shutdown()
     return 0
 

@@ -1,8 +1,10 @@
-"""Local emulators for tests and the local stack: patched Firestore and Cloud Storage.
+"""Local emulators for tests, benchmarks and the local stack.
 
-- ``emulators/firestore_server.mjs``: the npm ``@firestore-emulator/server`` with the fixes the
-  product relies on (see its header comment);
-- ``emulators.storage_server``: the PyPI ``gcp-storage-emulator`` with its fixes;
-- ``emulators.harness``: start / reach / stop them (used by ``tests/conftest.py`` and
-  ``dev/stack.py``).
+- Firestore is Google's own emulator (the gcloud component ``cloud-firestore-emulator``),
+  found and started by ``emulators.harness``;
+- ``emulators.storage_server``: the PyPI ``gcp-storage-emulator`` with its fixes (Google's
+  Storage emulator cannot be downloaded here);
+- ``emulators.meter``: a gRPC proxy that counts the document reads Firestore would bill;
+- ``emulators.harness``: start / reach / stop them, load rules, register triggers (used by
+  ``tests/conftest.py``, the benchmarks, ``rules.run`` and ``dev/stack.py``).
 """

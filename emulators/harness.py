@@ -1,6 +1,7 @@
 """Start, reach and stop the local Firestore and Cloud Storage emulators.
 
-Used by the test fixtures (``tests/conftest.py``) and by the local stack (``dev/stack.py``)::
+Used by the test fixtures (``tests/conftest.py``), the benchmarks and the local stack
+(``dev/stack.py``)::
 
     from emulators.harness import firestore_from_env_or_start, storage_from_env_or_start
 
@@ -11,24 +12,27 @@ Used by the test fixtures (``tests/conftest.py``) and by the local stack (``dev/
     ...
     firestore.stop(); storage.stop()            # no-op for emulators we did not start
 
-Emulators we start run in their own process group, write stdout and stderr to a log file,
-are killed (group-wide) at ``stop()`` or at interpreter exit, and also exit by themselves when
-this process dies (their stdin is a pipe from us). Firestore is the patched npm emulator
-(``emulators/firestore_server.mjs``, run with ``node``); Cloud Storage is the patched
-``gcp-storage-emulator`` (``python -m emulators.storage_server``).
+Firestore is **Google's own emulator** (``cloud-firestore-emulator``, the gcloud component; the
+same jar the firebase CLI downloads), found by ``find_firestore_emulator``: the real query
+engine, security-rules engine and trigger delivery. Cloud Storage is the patched
+``gcp-storage-emulator`` (``python -m emulators.storage_server``): Google's cannot be
+downloaded here. Google's emulator keeps no billing counter; ``emulators.meter`` counts the
+document reads its clients receive.
 
-``admin_url`` is the Firestore admin base URL (``/health``, ``/stats``, ``/stats/reset``) of an
-emulator we started, or of an external one when ``FIRESTORE_EMULATOR_ADMIN_URL`` is set; it is
-None for other external emulators (e.g. Google's), which have no statistics.
+Emulators we start run in their own process group, write stdout and stderr to a log file,
+are killed (group-wide) at ``stop()`` or at interpreter exit, and also exit when this process
+dies (the storage emulator when its stdin closes, the JVM by the parent-death signal).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -38,14 +42,27 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-FIRESTORE_LAUNCHER = REPO_ROOT / "emulators" / "firestore_server.mjs"
-NODE_PACKAGE = REPO_ROOT / "node_modules" / "@firestore-emulator" / "server"
-STARTUP_TIMEOUT_S = 30.0
+EMULATOR_DIR = Path("platform") / "cloud-firestore-emulator"
+EMULATOR_JAR = "cloud-firestore-emulator.jar"
+EMULATOR_MAIN_CLASS = "com.google.cloud.datastore.emulator.firestore.CloudFirestore"
+# Google Cloud SDK roots: Debian/Ubuntu packages, the snap, the interactive installer, Homebrew.
+SDK_ROOTS = ("/usr/lib/google-cloud-sdk", "/usr/share/google-cloud-sdk",
+             "/snap/google-cloud-cli/current", "/opt/google-cloud-sdk",
+             str(Path.home() / "google-cloud-sdk"),
+             "/opt/homebrew/share/google-cloud-sdk", "/usr/local/share/google-cloud-sdk")
+FIREBASE_TOOLS = "15.34.2"  # the firebase CLI a user may fetch the emulator with (pinned)
+WRITTEN_EVENT = "google.cloud.firestore.document.v1.written"
+FIRESTORE_READY = "Dev App Server is now running"
+STORAGE_READY = "READY "
+STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 5.0
 LOG_TAIL_LINES = 40
+PR_SET_PDEATHSIG = 1
+# "L12:5: Unexpected '}'." in the rules compiler's answer.
+_RULES_ISSUE = re.compile(r"L(?P<line>\d+):(?P<column>\d+):?(?P<text>.*)")
 
 
 class EmulatorError(RuntimeError):
@@ -65,7 +82,6 @@ class RunningEmulator:
 
     name: str
     host: str
-    admin_url: str | None = None
     process: subprocess.Popen | None = None
     log_path: Path | None = None
 
@@ -135,26 +151,36 @@ def _log_file(name: str, log_path: str | os.PathLike | None) -> Path:
     return Path(path)
 
 
-def _launch(name: str, command: list[str], log_path, env: dict | None = None):
-    """Starts a command in its own process group; returns (process, log path, READY words)."""
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the child gets SIGTERM when the process that started it dies (even SIGKILLed)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _launch(name: str, command: list[str], log_path, *, ready: str, env: dict | None = None,
+            die_with_parent: bool = False):
+    """Starts a command in its own process group and waits for ``ready`` in its log.
+
+    Returns (emulator, the words after ``ready`` on its line)."""
     log = _log_file(name, log_path)
     with open(log, "wb") as out:
         process = subprocess.Popen(
             command,
             cwd=REPO_ROOT,
-            stdin=subprocess.PIPE,  # closed when we die: the emulator then exits too
+            stdin=subprocess.PIPE,  # closed when we die: the storage emulator then exits too
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env=env,
+            preexec_fn=_die_with_parent if die_with_parent and sys.platform == "linux" else None,
         )
     emulator = RunningEmulator(name=name, host="", process=process, log_path=log)
     _started.add(emulator)
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while True:
         for line in log.read_text(errors="replace").splitlines():
-            if line.startswith("READY "):
-                return emulator, line.split()[1:]
+            if line.startswith(ready):
+                return emulator, line[len(ready):].split()
         code = process.poll()
         if code is not None or time.monotonic() > deadline:
             emulator.stop()
@@ -170,34 +196,85 @@ def _launch(name: str, command: list[str], log_path, env: dict | None = None):
         time.sleep(0.05)
 
 
-def start_firestore(
-    host: str = "127.0.0.1", port: int | None = None, log_path=None
-) -> RunningEmulator:
-    """Starts the patched npm Firestore emulator; ``host`` of the result is ``"HOST:PORT"``."""
-    node = shutil.which("node")
-    if node is None:
-        raise EmulatorError("`node` is not on PATH: install Node.js >= 20 to run Firestore locally")
-    if not NODE_PACKAGE.exists():
+def find_firestore_emulator() -> list[str]:
+    """The command that runs Google's Firestore emulator (``... start``), or EmulatorError.
+
+    Looked for, in order: the ``FIRESTORE_EMULATOR_PATH`` setting (the ``cloud_firestore_emulator``
+    script or a ``.jar``), the usual Google Cloud SDK install paths, ``gcloud info``, and the
+    firebase CLI's download cache (``~/.cache/firebase/emulators``). The jar is run with ``java``
+    directly (no wrapper shell), so stopping our process group stops the JVM itself.
+    """
+    java = shutil.which(os.environ.get("JAVA", "java"))
+    candidates = _emulator_candidates()
+    jar = next((path for path in candidates if path.is_file()), None)
+    if jar is None:
         raise EmulatorError(
-            f"{NODE_PACKAGE} is missing: run `npm ci --ignore-scripts` (or `make install`)"
-        )
-    # Port 0: the emulator binds a free port itself and reports it (no race with free_port()).
-    command = [
-        node,
-        str(FIRESTORE_LAUNCHER),
-        "--host",
-        host,
-        "--port",
-        str(port or 0),
-        "--admin-port",
-        "0",
-        "--exit-on-stdin-close",
-    ]
-    emulator, words = _launch("firestore", command, log_path)
-    # READY <host>:<port> admin <host>:<admin-port>
-    emulator.host = words[0]
-    emulator.admin_url = f"http://{words[2]}"
-    return emulator
+            "Google's Firestore emulator was not found (looked at "
+            f"{', '.join(str(path) for path in candidates) or 'nothing'}). "
+            "Install it with one of:\n"
+            "  apt-get install google-cloud-cli-firestore-emulator   (Google Cloud's apt repo)\n"
+            "  gcloud components install cloud-firestore-emulator\n"
+            f"  npx --yes firebase-tools@{FIREBASE_TOOLS} setup:emulators:firestore\n"
+            "or set FIRESTORE_EMULATOR_PATH to its cloud_firestore_emulator script or .jar. "
+            "It needs Java 11 or newer.")
+    if java is None:
+        raise EmulatorError(
+            "`java` is not on PATH: Google's Firestore emulator needs Java 11 or newer "
+            "(Debian: apt-get install default-jre-headless)")
+    return [java, "-Duser.language=en", "-cp", str(jar), EMULATOR_MAIN_CLASS, "start"]
+
+
+def _emulator_candidates() -> list[Path]:
+    """Where the emulator's jar may be, in the order we trust them."""
+    setting = os.environ.get("FIRESTORE_EMULATOR_PATH")
+    if setting:
+        path = Path(setting).expanduser()
+        return [path if path.suffix == ".jar" else path.parent / EMULATOR_JAR]
+    roots = [Path(root) for root in SDK_ROOTS]
+    gcloud = shutil.which("gcloud")
+    if gcloud is not None:
+        roots.append(Path(gcloud).resolve().parent.parent)
+    candidates = [root / EMULATOR_DIR / EMULATOR_JAR for root in roots]
+    if gcloud is not None and not any(path.is_file() for path in candidates):
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            root = subprocess.run([gcloud, "info", "--format=value(installation.sdk_root)"],
+                                  capture_output=True, text=True, timeout=20).stdout.strip()
+            if root:
+                candidates.append(Path(root) / EMULATOR_DIR / EMULATOR_JAR)
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "firebase"
+    candidates.extend(sorted((cache / "emulators").glob("cloud-firestore-emulator-*.jar"),
+                             reverse=True))
+    return candidates
+
+
+def start_firestore(host: str = "127.0.0.1", port: int | None = None, log_path=None, *,
+                    rules: str | os.PathLike | None = None,
+                    functions_emulator: str | None = None) -> RunningEmulator:
+    """Starts Google's Firestore emulator; ``host`` of the result is ``"HOST:PORT"``.
+
+    ``rules``: a rules file every project starts with (``--rules``). ``functions_emulator``:
+    ``"HOST:PORT"`` that receives the emulator's CloudEvents for registered triggers.
+    """
+    command = find_firestore_emulator()
+    last_error: EmulatorError | None = None
+    for _ in range(3):  # a port taken between free_port() and the JVM's bind: try another
+        chosen = port or free_port()
+        arguments = [f"--host={host}", f"--port={chosen}"]
+        if rules is not None:
+            arguments.append(f"--rules={Path(rules).resolve()}")
+        if functions_emulator is not None:
+            arguments.append(f"--functions_emulator={functions_emulator}")
+        try:
+            emulator, _ = _launch("firestore", command + arguments, log_path,
+                               ready=FIRESTORE_READY, die_with_parent=True)
+        except EmulatorError as err:
+            last_error = err
+            if port is not None or "BindException" not in str(err):
+                raise
+            continue
+        emulator.host = f"{host}:{chosen}"
+        return emulator
+    raise last_error  # type: ignore[misc]
 
 
 def start_storage(
@@ -216,20 +293,20 @@ def start_storage(
     ]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    emulator, words = _launch("storage", command, log_path, env=env)
+    emulator, words = _launch("storage", command, log_path, ready=STORAGE_READY, env=env)
     emulator.host = f"http://{words[0]}"
     return emulator
 
 
 def firestore_from_env_or_start(
-    host: str = "127.0.0.1", port: int | None = None, log_path=None
+    host: str = "127.0.0.1", port: int | None = None, log_path=None, **options
 ) -> RunningEmulator:
-    """The emulator at ``FIRESTORE_EMULATOR_HOST`` when set (not ours to stop), else ours."""
+    """The emulator at ``FIRESTORE_EMULATOR_HOST`` when set (not ours to stop), else ours
+    (started with ``options``: see ``start_firestore``)."""
     external = os.environ.get("FIRESTORE_EMULATOR_HOST")
     if external:
-        admin_url = os.environ.get("FIRESTORE_EMULATOR_ADMIN_URL") or None
-        return RunningEmulator(name="firestore", host=external, admin_url=admin_url)
-    return start_firestore(host=host, port=port, log_path=log_path)
+        return RunningEmulator(name="firestore", host=external)
+    return start_firestore(host=host, port=port, log_path=log_path, **options)
 
 
 def storage_from_env_or_start(
@@ -244,29 +321,27 @@ def storage_from_env_or_start(
     return start_storage(host=host, port=port, log_path=log_path)
 
 
-def _request(base_url: str, method: str, path: str, timeout: float = 10.0) -> bytes:
+def _call(base_url: str, method: str, path: str, body: bytes | None = None,
+          timeout: float = 10.0) -> tuple[int, bytes]:
+    """One HTTP request to an emulator: (status, body)."""
     parts = urlsplit(base_url if "://" in base_url else f"http://{base_url}")
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    headers = {"Content-Type": "application/json"} if body is not None else {}
     try:
-        connection.request(method, path)
+        connection.request(method, path, body=body, headers=headers)
         response = connection.getresponse()
-        body = response.read()
+        return response.status, response.read()
     except (OSError, http.client.HTTPException) as err:
         raise EmulatorError(f"{method} {base_url}{path} failed: {err}") from err
     finally:
         connection.close()
-    if response.status >= 300:
-        raise EmulatorError(f"{method} {base_url}{path}: HTTP {response.status} {body[:200]!r}")
-    return body
 
 
-def _admin_url(emulator: RunningEmulator) -> str:
-    if emulator.admin_url is None:
-        raise EmulatorError(
-            f"the {emulator.name} emulator at {emulator.host} has no admin endpoint "
-            "(statistics exist only in our patched emulator)"
-        )
-    return emulator.admin_url
+def _request(base_url: str, method: str, path: str, body: bytes | None = None) -> bytes:
+    status, answer = _call(base_url, method, path, body)
+    if status >= 300:
+        raise EmulatorError(f"{method} {base_url}{path}: HTTP {status} {answer[:200]!r}")
+    return answer
 
 
 def clear_firestore_project(
@@ -274,19 +349,53 @@ def clear_firestore_project(
 ) -> None:
     """Deletes every document of a project's database (Google's emulator has the same route)."""
     path = f"/emulator/v1/projects/{quote(project)}/databases/{quote(database)}/documents"
-    _request(emulator.admin_url or emulator.host, "DELETE", path)
+    _request(emulator.host, "DELETE", path)
 
 
-def _stats_query(project: str | None) -> str:
-    return f"?{urlencode({'project': project})}" if project else ""
+def register_trigger(emulator: RunningEmulator, project: str, trigger_id: str,
+                     document_pattern: str, event_type: str = WRITTEN_EVENT,
+                     database: str = "(default)") -> None:
+    """Registers an Eventarc-style trigger in Google's emulator: each matching write is then
+    POSTed to ``http://<functions emulator>/functions/projects/<project>/triggers/<trigger_id>``
+    (registering the same id again replaces it; there is no removal)."""
+    body = json.dumps({"eventType": event_type, "database": database, "namespace": "(default)",
+                       "document": {"value": document_pattern, "matchType": "PATH_PATTERN"}})
+    _request(emulator.host, "POST", f"/emulator/v1/projects/{quote(project)}/eventarcTrigger"
+             f"?eventarcTriggerId={quote(trigger_id)}", body.encode())
 
 
-def firestore_stats(emulator: RunningEmulator, project: str | None = None) -> dict:
-    """``{"documentReads", "queries", "writes"}`` billed so far (all projects when None)."""
-    body = _request(_admin_url(emulator), "GET", f"/stats{_stats_query(project)}")
-    return json.loads(body)
+class RulesError(EmulatorError):
+    """The emulator's rules compiler refused a ruleset; ``issues`` are its messages."""
+
+    def __init__(self, issues: list[dict]):
+        self.issues = issues
+        lines = [f"line {issue.get('line', '?')}, column {issue.get('column', '?')}: "
+                 f"{issue.get('description', issue)}" for issue in issues]
+        super().__init__("the rules do not compile:\n  " + "\n  ".join(lines))
 
 
-def reset_firestore_stats(emulator: RunningEmulator, project: str | None = None) -> None:
-    """Zeroes the statistics of one project (all projects when None)."""
-    _request(_admin_url(emulator), "POST", f"/stats/reset{_stats_query(project)}")
+def load_rules(emulator: RunningEmulator, project: str, rules: str,
+               name: str = "firestore.rules") -> None:
+    """Loads a ruleset into one project of Google's emulator; its compiler's errors raise
+    ``RulesError`` (with line and column), and nothing changes."""
+    body = json.dumps({"rules": {"files": [{"name": name, "content": rules}]}}).encode()
+    status, answer = _call(emulator.host, "PUT",
+                           f"/emulator/v1/projects/{quote(project)}:securityRules", body)
+    if status == 200:
+        return
+    try:
+        details = json.loads(answer)["error"]
+    except (ValueError, KeyError, TypeError):
+        raise EmulatorError(f"loading rules: HTTP {status} {answer[:300]!r}") from None
+    raise RulesError(_rules_issues(details))
+
+
+def _rules_issues(error: dict) -> list[dict]:
+    """Line, column and text of each compiler message of an emulator error answer."""
+    issues = []
+    for line in str(error.get("message", "")).splitlines():
+        match = _RULES_ISSUE.search(line)
+        if match:
+            issues.append({"line": int(match["line"]), "column": int(match["column"]),
+                           "description": match["text"].strip()})
+    return issues or [{"description": str(error.get("message", error))}]

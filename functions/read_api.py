@@ -13,6 +13,7 @@ no Firestore reads.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import logging
 import threading
@@ -43,10 +44,12 @@ from shared.query import (
     ReadQuery,
     check_document_id,
     finish_page,
+    is_descending_key_scan,
     parse_fields,
     parse_list_query,
     project,
     run_on_items,
+    to_ascending_key_scan,
     to_firestore_query,
 )
 from shared.schema import load_schema
@@ -236,8 +239,8 @@ def _compute_list(context: ReadContext, query: ReadQuery) -> tuple[CachedRespons
 
     def from_firestore() -> tuple[Page, str, list[str]]:
         db = context.db()
-        fs_query = to_firestore_query(db.collection(query.collection), query)
-        docs = list(fs_query.stream(**firestore_deadline(context.settings)))
+        docs = _run_firestore_query(db.collection(query.collection), query,
+                                    firestore_deadline(context.settings))
         as_of = docs[0].read_time if docs else started
         fetched = [encode_document(doc.id, doc.to_dict()) for doc in docs]
         deleted: list[str] = []
@@ -262,6 +265,23 @@ def _compute_list(context: ReadContext, query: ReadQuery) -> tuple[CachedRespons
     tail = http.dumps({"source": source, "asOf": as_of})
     body = head[:-1] + b"," + tail[1:]
     return CachedResponse(200, body, http.weak_etag(head), source, len(page.items)), None
+
+
+def _run_firestore_query(collection_ref: Any, query: ReadQuery,
+                         deadline: dict[str, Any]) -> list[Any]:
+    """The documents of one page (`limit + 1`), with the key-scan fallback for `orderBy=-id`."""
+    from google.api_core.exceptions import FailedPrecondition
+
+    try:
+        return list(to_firestore_query(collection_ref, query).stream(**deadline))
+    except FailedPrecondition as exc:
+        if not is_descending_key_scan(query):
+            raise
+        log.warning("Firestore refused a descending id scan of %s (%s): scanning ascending "
+                    "instead; deploy firestore.indexes.json (__name__ DESCENDING)",
+                    query.collection, str(exc)[:120])
+    scan = to_ascending_key_scan(collection_ref, query).stream(**deadline)
+    return list(reversed(collections.deque(scan, maxlen=query.limit + 1)))
 
 
 def _deleted_since(context: ReadContext, db: Any, query: ReadQuery) -> tuple[list[str], Any]:

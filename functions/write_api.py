@@ -84,6 +84,18 @@ def _key_collection(key: Any) -> str | None:
     return key[1]
 
 
+def _server_time(result: Any) -> Any:
+    """The time the server stored for this write's `SERVER_TIMESTAMP` fields.
+
+    Firestore stores server timestamps to the millisecond (one value for every field of a
+    commit), while `update_time` has microseconds and is taken later: the answer must carry the
+    stored value, as a later read gives it, and the commit response has it, so no read-back.
+    """
+    for value in result.transform_results:
+        return value.timestamp_value
+    return result.update_time
+
+
 class _Writer:
     """One write request against one collection, with its precondition and deadline."""
 
@@ -137,8 +149,9 @@ class _Writer:
         except AlreadyExists:
             raise Conflict(f"{self.schema.name}/{converted.doc_id} exists already",
                            code="already_exists") from None
-        return encode_document(converted.doc_id, {**converted.data, "createdAt": result.update_time,
-                                             "updatedAt": result.update_time})
+        stamp = _server_time(result)
+        return encode_document(converted.doc_id, {**converted.data, "createdAt": stamp,
+                                                  "updatedAt": stamp})
 
     def replace(self, doc_id: str, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
         from google.api_core.exceptions import AlreadyExists, FailedPrecondition
@@ -152,8 +165,9 @@ class _Writer:
             if not snapshot.exists:
                 result = ref.create({**data, "createdAt": firestore.SERVER_TIMESTAMP},
                                     **self.deadline)
-                return encode_document(doc_id, {**converted.data, "createdAt": result.update_time,
-                                           "updatedAt": result.update_time}), 201
+                stamp = _server_time(result)
+                return encode_document(doc_id, {**converted.data, "createdAt": stamp,
+                                                "updatedAt": stamp}), 201
             current = snapshot.to_dict() or {}
             created = current.get("createdAt", snapshot.create_time)
             # A replace is an update of every field plus deletes of the fields that went away:
@@ -168,7 +182,7 @@ class _Writer:
             raise PreconditionFailed("the document changed while it was being replaced",
                                      code="precondition_failed") from None
         return encode_document(doc_id, {**converted.data, "createdAt": created,
-                                   "updatedAt": result.update_time}), 200
+                                        "updatedAt": _server_time(result)}), 200
 
     def patch(self, doc_id: str, body: dict[str, Any]) -> dict[str, Any]:
         from google.api_core.exceptions import FailedPrecondition
@@ -187,7 +201,8 @@ class _Writer:
         except (FailedPrecondition, GoogleNotFound):
             raise PreconditionFailed("the document changed while it was being updated",
                                      code="precondition_failed") from None
-        merged = {**(snapshot.to_dict() or {}), **converted.data, "updatedAt": result.update_time}
+        merged = {**(snapshot.to_dict() or {}), **converted.data,
+                  "updatedAt": _server_time(result)}
         return encode_document(doc_id, merged)
 
     def delete(self, doc_id: str) -> None:

@@ -17,7 +17,12 @@ gives the same JSON for an event as the read API gives for the stored document.
 Versions: a written document's version is its `update_time`, which only grows. A delete has no
 new document; its version is the event `time` (the commit time of the delete), kept strictly
 above the deleted document's `update_time`. Comparing versions makes duplicates and late, older
-events harmless. `encode_event` is the inverse, used by the local event bridge and the tests.
+events harmless. `encode_event` is the inverse, used by the tests and the benchmarks.
+
+Google's Firestore emulator (the local stack's event source) differs from Eventarc in three
+ways the decoding accepts: its `source` doubles `projects/`, its `time` is the publish time cut
+to the second (not the commit time: a delete's version then rests on the deleted document's
+`update_time`, and tombstones on their own `recordedAt`), and its update mask is always empty.
 """
 
 from __future__ import annotations
@@ -40,7 +45,10 @@ PROTOBUF = "application/protobuf"
 JSON = "application/json"
 DATA_SCHEMA = ("https://github.com/googleapis/google-cloudevents/blob/main/proto/google/events/"
                "cloud/firestore/v1/data.proto")
-_SOURCE = re.compile(r"^//firestore\.googleapis\.com/projects/([^/]+)/databases/([^/]+)$")
+# Google's Firestore emulator names its source `//firestore.googleapis.com/projects/projects/P/...`
+# (the prefix doubled); Eventarc's has it once. Both name the project and the database.
+_SOURCE = re.compile(
+    r"^//firestore\.googleapis\.com/projects/(?:projects/)?([^/]+)/databases/([^/]+)$")
 _NAME = re.compile(r"^projects/([^/]+)/databases/([^/]+)/documents/(.+)$")
 _RFC3339 = re.compile(
     r"^(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
@@ -298,7 +306,7 @@ def _decode_value(value: Any, refs: tuple[str, str]) -> Any:
     return getattr(value, kind)
 
 
-# --- encoding (the local bridge and the tests build the events Eventarc would send) -----------
+# --- encoding (the tests and benchmarks build the events Eventarc would send) ----------------
 
 def encode_event(*, project: str, collection: str, document_id: str,
                  value: DocumentVersion | None, old_value: DocumentVersion | None,

@@ -373,6 +373,25 @@ def project(item: Mapping[str, Any], fields: tuple[str, ...] | None) -> dict[str
 
 # --- Firestore ---------------------------------------------------------------------------------
 
+def is_descending_key_scan(query: ReadQuery) -> bool:
+    """True for `orderBy=-id` with no field filter: Firestore scans its keys backwards, which
+    needs the `__name__ DESCENDING` index of firestore.indexes.json (production) and which
+    Google's emulator refuses ("Firestore does not support descending key scans")."""
+    return query.order_field is None and query.descending and not query.all_filters()
+
+
+def to_ascending_key_scan(collection_ref: Any, query: ReadQuery) -> Any:
+    """The plan for a descending key scan where the engine refuses one: the same documents in
+    ascending id order, up to the cursor. The caller keeps the last `limit + 1` and reverses
+    them; it reads every document before the cursor, so it is the fallback, not the plan."""
+    fs_query = collection_ref.order_by("__name__")
+    if query.cursor is not None:
+        fs_query = fs_query.end_before({"__name__": query.cursor.doc_id})
+    if query.fields is not None:
+        fs_query = fs_query.select(sorted(query.fields))
+    return fs_query
+
+
 def to_firestore_query(collection_ref: Any, query: ReadQuery) -> Any:
     """The Firestore query (on a CollectionReference) that returns `limit + 1` documents."""
     from google.cloud.firestore_v1 import Query

@@ -59,30 +59,23 @@ def snapshot_api(make_context, project_id):
 
 
 class _Reads:
-    """Firestore document reads of this test's project, as the emulator bills them."""
+    """Firestore document reads of this test's project, as Firestore bills them (counted by the
+    session's gRPC proxy, ``emulators.meter``)."""
 
-    def __init__(self, emulator, project):
-        self.emulator, self.project = emulator, project
+    def __init__(self, meter, project):
+        self.meter, self.project = meter, project
 
     def count(self) -> int:
-        from emulators.harness import firestore_stats
-
-        return firestore_stats(self.emulator, self.project)["documentReads"]
+        return self.meter.reads(self.project)
 
     def reset(self) -> None:
-        from emulators.harness import reset_firestore_stats
-
-        reset_firestore_stats(self.emulator, self.project)
+        self.meter.reset(self.project)
 
 
 @pytest.fixture
 def reads(emulators, project_id):
-    """Billed document reads of this test's project (needs our emulator's admin port)."""
-    firestore_emulator = emulators.firestore if hasattr(emulators, "firestore") else emulators[0]
-    if firestore_emulator.admin_url is None:
-        pytest.skip("read counts need our emulator's admin port; FIRESTORE_EMULATOR_HOST "
-                    "points at another emulator")
-    return _Reads(firestore_emulator, project_id)
+    """Billed document reads of this test's project."""
+    return _Reads(emulators.meter, project_id)
 
 
 @pytest.fixture

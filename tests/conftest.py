@@ -1,10 +1,16 @@
 """Shared fixtures: the local emulators, and real Google clients pointed at them.
 
 Session scope
-    ``emulators``: a Firestore and a Cloud Storage emulator, started once per test session by
-    ``emulators.harness`` and stopped at its end. When ``FIRESTORE_EMULATOR_HOST`` /
-    ``STORAGE_EMULATOR_HOST`` are already set (Google's emulator, a running ``make dev``), those
-    are used instead and left running. Our emulators log to ``test-artifacts/*.log``.
+    ``emulators``: Google's Firestore emulator and a Cloud Storage emulator, started once per
+    test session by ``emulators.harness`` and stopped at its end. When
+    ``FIRESTORE_EMULATOR_HOST`` / ``STORAGE_EMULATOR_HOST`` are already set (a running
+    ``make dev``, an emulator of your own), those are used instead and left running. Our
+    emulators log to ``test-artifacts/*.log``. The clients reach Firestore through
+    ``emulators.meter`` (``emulators.firestore_host``), a gRPC proxy that counts the document
+    reads Firestore would bill (Google's emulator keeps no such counter); the emulator's REST
+    endpoints (clearing a project, loading rules, registering triggers) are reached at
+    ``emulators.firestore.host``. The emulator delivers the change events of registered
+    triggers to ``emulators.events`` (an ``EventRouter``, by project).
 
 Function scope
     ``project_id``       a fresh ``demo-test-<hex>``; a new project is an empty Firestore, so
@@ -20,13 +26,14 @@ Function scope
                          ``GOOGLE_CLOUD_PROJECT=project_id``, ``SNAPSHOT_BUCKET=<bucket name>``;
                          returns them as a dict.
 
-Tests that need the Firestore emulator's admin endpoints (statistics) read
-``emulators.firestore.admin_url`` and skip when it is None (an external emulator).
+Billed reads of a test's project: the ``reads`` fixture (tests/app_fixtures.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,31 +43,67 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore, storage
 
 from emulators import harness
+from emulators.meter import ReadMeter
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+class EventRouter:
+    """The session emulator's ``--functions_emulator``: takes its trigger deliveries
+    (``/functions/projects/<project>/triggers/<id>``) and hands each to the WSGI app a test
+    registered for that project with ``route(project, app)`` (404 for the others)."""
+
+    def __init__(self) -> None:
+        from werkzeug.serving import make_server
+
+        self.apps: dict[str, object] = {}
+        self.server = make_server("127.0.0.1", 0, self, threaded=True)
+        self.host = f"127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def route(self, project: str, app) -> None:
+        self.apps[project] = app
+
+    def __call__(self, environ, start_response):
+        match = re.match(r"^/functions/projects/([^/]+)/", environ.get("PATH_INFO", ""))
+        app = self.apps.get(match.group(1)) if match else None
+        if app is None:
+            start_response("404 Not Found", [("Content-Length", "0")])
+            return [b""]
+        return app(environ, start_response)
+
+    def stop(self) -> None:
+        self.server.shutdown()
 
 
 @dataclass
 class Emulators:
     firestore: harness.RunningEmulator
     storage: harness.RunningEmulator
+    meter: ReadMeter
+    events: EventRouter | None  # None: an external emulator (its deliveries go elsewhere)
+
+    @property
+    def firestore_host(self) -> str:
+        """What the clients use as FIRESTORE_EMULATOR_HOST: the counting proxy."""
+        return self.meter.host
 
 
 @pytest.fixture(scope="session")
 def emulators():
-    firestore_emulator = harness.firestore_from_env_or_start(
-        log_path=ARTIFACTS / "firestore-emulator.log"
-    )
-    try:
+    with contextlib.ExitStack() as stack:
+        events = EventRouter()
+        stack.callback(events.stop)
+        firestore_emulator = harness.firestore_from_env_or_start(
+            log_path=ARTIFACTS / "firestore-emulator.log", functions_emulator=events.host)
+        stack.callback(firestore_emulator.stop)
         storage_emulator = harness.storage_from_env_or_start(
-            log_path=ARTIFACTS / "storage-emulator.log"
-        )
-    except BaseException:
-        firestore_emulator.stop()
-        raise
-    yield Emulators(firestore=firestore_emulator, storage=storage_emulator)
-    storage_emulator.stop()
-    firestore_emulator.stop()
+            log_path=ARTIFACTS / "storage-emulator.log")
+        stack.callback(storage_emulator.stop)
+        meter = ReadMeter(firestore_emulator.host).start()
+        stack.callback(meter.stop)
+        yield Emulators(firestore=firestore_emulator, storage=storage_emulator, meter=meter,
+                        events=events if firestore_emulator.process is not None else None)
 
 
 @pytest.fixture
@@ -70,7 +113,7 @@ def project_id() -> str:
 
 @pytest.fixture
 def firestore_client(emulators, project_id, monkeypatch):
-    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", emulators.firestore.host)
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", emulators.firestore_host)
     client = firestore.Client(project=project_id)
     yield client
     client.close()
@@ -98,7 +141,7 @@ def bucket(storage_client):
 @pytest.fixture
 def emulator_env(emulators, project_id, bucket, monkeypatch) -> dict[str, str]:
     env = {
-        "FIRESTORE_EMULATOR_HOST": emulators.firestore.host,
+        "FIRESTORE_EMULATOR_HOST": emulators.firestore_host,
         "STORAGE_EMULATOR_HOST": emulators.storage.host,
         "GOOGLE_CLOUD_PROJECT": project_id,
         "SNAPSHOT_BUCKET": bucket.name,

@@ -1,12 +1,11 @@
 """`firestore.rules` and `storage.rules` against the schemas, offline (runs in CI).
 
-Google's rules engine cannot run here (its emulator needs a download and Java 21), so this
-checks what can be checked without it: the generated files are up to date with
-`schemas/*.schema.json`; the rules text, read independently of the generator, names exactly
-the schema's fields, requirements and bounds; the emulator tests' cases agree with a standard
-JSON Schema validator; both rules files pass the offline grammar and name check
-(`rules.syntax`), which in turn rejects broken rules; the generator refuses schemas it cannot
-express; and `node rules/run.mjs` reports a missing emulator as NOT RUN, never as passed.
+The rules' behaviour is tested under Google's emulator by `python -m rules.run` (`make test`
+runs it); this checks the rest: the generated files are up to date with `schemas/*.schema.json`;
+the rules text, read independently of the generator, names exactly the schema's fields,
+requirements and bounds; the emulator tests' cases agree with a standard JSON Schema validator;
+Google's compiler (in the Firestore emulator) accepts `firestore.rules` and refuses broken
+rules with their line; the generator refuses schemas it cannot express.
 """
 
 from __future__ import annotations
@@ -24,7 +23,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from rules import generate, syntax
+from emulators import harness
+from rules import generate
 from shared.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -215,57 +215,34 @@ def test_every_enforced_constraint_has_a_deny_case(path):
     assert {"createdAt changed", "createdAt removed", "updatedAt left unchanged"} <= set(stamps)
 
 
-# --- offline syntax check -------------------------------------------------------------------------
+# --- Google's rules compiler (the Firestore emulator compiles rules when they are loaded) -------
 
-def test_rules_files_pass_the_syntax_check():
-    assert syntax.check_files([RULES, STORAGE_RULES]) == []
+def test_firestore_rules_compile_in_googles_emulator(emulators, project_id):
+    harness.load_rules(emulators.firestore, project_id, RULES.read_text(encoding="utf-8"))
 
 
+# Breakages Google's compiler refuses at load time, with the line it reports (a semantic slip
+# such as an undefined function compiles, and fails at evaluation: the rules tests catch those).
 BROKEN = {
-    "missing semicolon": ("allow delete: if isAdmin();", "allow delete: if isAdmin()"),
-    "unbalanced parenthesis": ("(!('client' in data) ||", "((!('client' in data) ||"),
-    "undefined function": ("allow get, list: if isAdmin();", "allow get, list: if isAdmn();"),
-    "wrong arity": ("stampedOnCreate(request.resource.data);",
-                    "stampedOnCreate(request.resource.data, resource);"),
-    "unknown method": ("data.keys().hasOnly(", "data.keys().hasOnlyKeys("),
-    "unknown type": ("is timestamp", "is datetime"),
-    "unknown allow method": ("allow delete:", "allow remove:"),
-    "undefined variable": ("data.updatedAt == request.time\n",
-                           "data.updatedAt == requestTime\n"),
-    "triple equals": ("request.auth != null", "request.auth !== null"),
-    "rules version 1": ("rules_version = '2';", "rules_version = '1';"),
-    "unterminated string": ("hasAny(['createdAt'])", "hasAny(['createdAt])"),
-    "allow outside match": ("service cloud.firestore {", "service cloud.firestore {\n"
-                                                          "  allow read: if true;"),
+    "unbalanced parenthesis": ("(!('client' in data) ||", "((!('client' in data) ||", 0),
+    "unknown type": ("is timestamp", "is datetime", 0),
+    "triple equals": ("request.auth != null", "request.auth !== null", 0),
+    "unterminated string": ("hasAny(['createdAt'])", "hasAny(['createdAt])", 1),
+    "allow outside match": ("service cloud.firestore {",
+                            "service cloud.firestore {\n  allow read: if true;", 1),
 }
 
 
 @pytest.mark.parametrize("case", list(BROKEN))
-def test_syntax_check_rejects_broken_rules(case):
-    old, new = BROKEN[case]
+def test_googles_compiler_refuses_broken_rules_with_their_line(emulators, project_id, case):
+    old, new, line_offset = BROKEN[case]
     text = RULES.read_text(encoding="utf-8")
     assert old in text, case
-    with pytest.raises(syntax.RulesSyntaxError):
-        syntax.check(text.replace(old, new, 1))
-
-
-def test_syntax_check_accepts_the_documented_forms():
-    syntax.check("""rules_version = '2';
-service cloud.firestore {
-  match /databases/{database}/documents {
-    function owner(uid) {
-      let doc = get(/databases/$(database)/documents/owners/$(uid));
-      return doc.data.active == true ? request.time < timestamp.date(2030, 1, 1) : false;
-    }
-    match /job-logs/{log=**} {
-      allow read: if owner(request.auth.uid) && exists(/databases/$(database)/documents/a/b)
-        && request.query.limit <= 50 && math.abs(-1) == 1 && resource.data.x[0:2] == [1, 2]
-        && {'a': 1}.keys().hasAll(['a']) && duration.value(1, 's') > duration.value(0, 's');
-      allow write;
-    }
-  }
-}
-""")
+    line = text[:text.index(old)].count("\n") + 1 + line_offset
+    harness.load_rules(emulators.firestore, project_id, text)
+    with pytest.raises(harness.RulesError) as refused:
+        harness.load_rules(emulators.firestore, project_id, text.replace(old, new, 1))
+    assert refused.value.issues[0]["line"] == line, refused.value.issues
 
 
 # --- the generator refuses what rules cannot express ---------------------------------------------
@@ -296,7 +273,7 @@ def test_generator_refuses_schemas_it_cannot_enforce(tmp_path, schema, message):
         generate.load_collections(tmp_path)
 
 
-def test_a_new_collection_is_configuration_only(tmp_path):
+def test_a_new_collection_is_configuration_only(tmp_path, emulators, project_id):
     for path in SCHEMAS:
         shutil.copy(path, tmp_path / path.name)
     _write_schema(tmp_path, "client-accounts", _closed({
@@ -313,7 +290,7 @@ def test_a_new_collection_is_configuration_only(tmp_path):
     }, required=["name", "code"]))
     collections = generate.load_collections(tmp_path)
     text = generate.render_rules(collections)
-    syntax.check(text)
+    harness.load_rules(emulators.firestore, project_id, text)  # Google's compiler accepts it
     assert "match /client-accounts/{docId}" in text and "function validClientAccountsDoc" in text
     assert "data.seats is int && data.seats > 0 && data.seats < 1000" in text
     assert "data.code.matches('(?s).*(?:[A-Z]{3}).*')" in text
@@ -334,10 +311,10 @@ def test_a_new_collection_is_configuration_only(tmp_path):
 # --- the package pins and the runner -----------------------------------------------------------
 
 def test_rules_test_packages_are_pinned():
-    package = json.loads((REPO / "rules" / "package.json").read_text(encoding="utf-8"))
-    assert package["devDependencies"] == {"@firebase/rules-unit-testing": "5.0.2",
-                                          "firebase": "12.19.0"}
-    lock = json.loads((REPO / "rules" / "package-lock.json").read_text(encoding="utf-8"))
+    package = json.loads((REPO / "package.json").read_text(encoding="utf-8"))
+    assert package["devDependencies"] == {"@firebase/rules-unit-testing": "5.0.2"}
+    assert package["dependencies"] == {"firebase": "12.19.0"}
+    lock = json.loads((REPO / "package-lock.json").read_text(encoding="utf-8"))
     assert lock["packages"]["node_modules/@firebase/rules-unit-testing"]["version"] == "5.0.2"
     assert lock["packages"]["node_modules/firebase"]["version"] == "12.19.0"
 
@@ -347,38 +324,31 @@ needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed")
 
 @needs_node
 def test_rules_test_scripts_parse():
-    for path in [REPO / "rules" / "run.mjs", *sorted((REPO / "rules" / "test").glob("*.mjs"))]:
+    for path in sorted((REPO / "rules" / "test").glob("*.mjs")):
         subprocess.run([NODE, "--check", str(path)], check=True, timeout=60)
 
 
 def _runner(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([NODE, str(REPO / "rules" / "run.mjs")], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=60)
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "rules.run"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
 
 
 @needs_node
-def test_runner_without_emulators_reports_not_run(tmp_path):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "node").symlink_to(NODE)
-    env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path)}
-    result = _runner(env)
-    assert result.returncode == 77, result.stdout + result.stderr
-    assert "RULES TESTS NOT RUN" in result.stderr and "not a pass" in result.stderr
-    assert "Firebase CLI" in result.stderr and "Java" in result.stderr
-    assert not re.search(r"\d+ passed", result.stdout + result.stderr)
-
-
-@needs_node
-def test_runner_with_a_dead_emulator_address_reports_not_run(tmp_path):
+def test_runner_with_a_dead_emulator_address_fails_and_says_why():
     import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = {**os.environ, "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{port}"}
+    env.pop("FIREBASE_STORAGE_EMULATOR_HOST", None)
     result = _runner(env)
-    assert result.returncode == 77 and "RULES TESTS NOT RUN" in result.stderr
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "RULES TESTS NOT RUN" in result.stderr and "no Firestore emulator" in result.stderr
+    assert "STORAGE RULES TESTS NOT RUN" in result.stderr
+    assert not re.search(r"\bpass \d+", result.stdout)
 
 
 class _NoRulesEmulator(BaseHTTPRequestHandler):
@@ -419,5 +389,5 @@ def test_runner_refuses_an_emulator_without_rules(handler):
     finally:
         server.shutdown()
         server.server_close()
-    assert result.returncode == 77, result.stderr
+    assert result.returncode == 2, result.stderr
     assert "RULES TESTS NOT RUN" in result.stderr and "security rules" in result.stderr

@@ -1,6 +1,6 @@
 // firestore.rules under Google's Firestore emulator: every allow and every deny path.
 //
-// Run with `node rules/run.mjs` (it checks that the emulator is Google's, which enforces
+// Run with `python -m rules.run` (it checks that the emulator is Google's, which enforces
 // rules). The documents come from rules/test/cases.json, generated from schemas/*.schema.json
 // by `python -m rules.generate`: for each configured collection a valid document, a minimal
 // one, one at every bound, and one invalid variant per constraint the rules enforce.

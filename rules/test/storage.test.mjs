@@ -1,7 +1,7 @@
 // storage.rules under Google's Storage emulator: no client SDK reaches the snapshot bucket.
 //
 // The snapshots hold personal data and are read only by the functions (service account, not
-// governed by these rules). Run with `node rules/run.mjs`.
+// governed by these rules). Run with `python -m rules.run`.
 
 import { after, before, beforeEach, test } from 'node:test';
 import { readFileSync } from 'node:fs';

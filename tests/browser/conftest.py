@@ -14,8 +14,9 @@
                  test leaves ``test-artifacts/browser-<test>.png``.
 
 Each stack is ``python -m dev.stack`` in a subprocess (the page, the functions, the sample
-data and whatever else ``make dev`` runs), on its own Firestore and Cloud Storage emulators,
-which this file starts with ``emulators.harness`` so that a test can stop them; the session's
+data and whatever else ``make dev`` runs), on its own Firestore (Google's, delivering its change
+events to the stack's port) and Cloud Storage emulators, which this file starts with
+``emulators.harness`` so that a test can stop them; the session's
 shared emulators (tests/conftest.py) are never touched. The stack runs the auth emulator path
 (``FIREBASE_AUTH_EMULATOR_HOST`` with a ``demo-`` project), so the page's unsigned local admin
 token is accepted, and ``READ_ACCESS=admin``, so reads carry the token too.
@@ -102,7 +103,8 @@ class LocalStack:
         prefix = f"browser-{name}-{os.getpid()}"
         self.log_path = ARTIFACTS / f"{prefix}-stack.log"
         self.process: subprocess.Popen | None = None
-        self.firestore = harness.start_firestore(log_path=ARTIFACTS / f"{prefix}-firestore.log")
+        self.firestore = harness.start_firestore(log_path=ARTIFACTS / f"{prefix}-firestore.log",
+                                                 functions_emulator=f"127.0.0.1:{self.port}")
         try:
             self.storage = harness.start_storage(log_path=ARTIFACTS / f"{prefix}-storage.log")
             self._start(extra_origins)
@@ -115,7 +117,6 @@ class LocalStack:
                if not key.startswith(("FIRESTORE_EMULATOR", "STORAGE_EMULATOR"))}
         env.update({
             "FIRESTORE_EMULATOR_HOST": self.firestore.host,
-            "FIRESTORE_EMULATOR_ADMIN_URL": self.firestore.admin_url or "",
             "STORAGE_EMULATOR_HOST": self.storage.host,
             # The auth emulator path: firebase-admin accepts unsigned tokens (demo- project only).
             # Nothing needs to listen there: verifying such a token makes no call.

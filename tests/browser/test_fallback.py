@@ -83,9 +83,9 @@ def test_user_added_just_before_an_outage_is_still_listed(make_stack, static_sit
     name = unique_name("Outage")
     doc_id = add_user(page, name, f"{name.split()[1]}@example.com")
     wait_for(lambda: doc_id in stack.snapshot_ids("users"), 20,
-             f"the users snapshot never got {doc_id}: the stack has no Firestore->CloudEvent "
-             "bridge running publish_snapshot (dev/stack.py), or the publisher did not "
-             "republish")
+             f"the users snapshot never got {doc_id}: the emulator did not deliver the change "
+             "to publish_snapshot (dev/stack.py registers the triggers), or the publisher did "
+             "not republish")
     stack.stop_firestore()
     page.reload()
     open_dashboard(page, url, source="snapshot")
