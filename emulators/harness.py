@@ -151,10 +151,17 @@ def _log_file(name: str, log_path: str | os.PathLike | None) -> Path:
     return Path(path)
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the child gets SIGTERM when the process that started it dies (even SIGKILLed)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+def _death_signal_setter():
+    """Linux: a function for ``preexec_fn`` that makes the child get SIGTERM when the process
+    that started it dies (even SIGKILLed); None elsewhere. libc is looked up here, in the
+    parent, so that the forked child only makes the one call."""
+    if sys.platform != "linux":
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _launch(name: str, command: list[str], log_path, *, ready: str, env: dict | None = None,
@@ -172,7 +179,7 @@ def _launch(name: str, command: list[str], log_path, *, ready: str, env: dict | 
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env=env,
-            preexec_fn=_die_with_parent if die_with_parent and sys.platform == "linux" else None,
+            preexec_fn=_death_signal_setter() if die_with_parent else None,
         )
     emulator = RunningEmulator(name=name, host="", process=process, log_path=log)
     _started.add(emulator)
