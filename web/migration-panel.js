@@ -296,6 +296,10 @@ export function mountMigrationPanel(root, options) {
     }
     if (stored) {
       show(run, stored);
+      if (run.own && stored.state === 'running') {
+        say('info', `${stored.dryRun ? 'Dry run: checking' : 'Migrating: writing'} ${stored.collection}; `
+          + 'the progress below is read from the run document every second.');
+      }
       const step = nextStep(stored);
       if (step === 'done' && !run.own) {
         await finish(run, stored, null);
