@@ -125,7 +125,7 @@ function sameInputs(a, b) {
  * @param {HTMLElement} root
  * @param {{ api: ReturnType<import('./admin-api.js').createAdminApi>,
  *   client: import('./data-client.js').DataClient, collections: string[],
- *   location?: Location, history?: History, onRunsChanged?: () => void }} options
+ *   location?: Location, history?: History }} options
  */
 export function mountMigrationPanel(root, options) {
   const { api, client } = options;
@@ -353,7 +353,6 @@ export function mountMigrationPanel(root, options) {
       panel.dryRun = null;
     }
     refreshButtons();
-    options.onRunsChanged?.();
     loadRecent();
   }
 

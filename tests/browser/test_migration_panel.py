@@ -34,7 +34,7 @@ from tests.browser.admin import (
     wait_for_new_run,
     wait_until_completed,
 )
-from tests.browser.conftest import ARTIFACTS, ROOT, unsigned_admin_token
+from tests.browser.conftest import ARTIFACTS, BUCKET, ROOT, unsigned_admin_token
 from tests.browser.dashboard import FAST_S, rows, wait_for
 from tests.helpers import firestore_client_at
 from tests.test_migrate import MESSY_USERS
@@ -190,6 +190,28 @@ def test_bad_inputs_are_explained_and_nothing_is_written(stack, new_page):
     expect(message(page)).to_contain_text("python -m functions admin grant")
     expect(page.locator("#migration-dry-run")).to_be_disabled()
     assert (count(db, "users"), count(db, "_migrations")) == before
+
+
+def test_a_cloud_storage_object_is_dry_run_by_its_address(stack, new_page, monkeypatch):
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    name = f"legacy/users-{uuid.uuid4().hex[:6]}.json"
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", stack.storage.host)
+    client = storage.Client(project="demo-dashboard", credentials=AnonymousCredentials())
+    client.bucket(BUCKET).blob(name).upload_from_string(MESSY.read_bytes(),
+                                                        content_type="application/json")
+    client.close()
+    page = new_page()
+    open_migration(page, stack.page_url())
+    page.locator('input[name="source-kind"][value="gcs"]').check()
+    page.locator("#migration-gcs").fill(f"gs://{BUCKET}/{name}")
+    page.locator("#migration-dry-run").click()
+    wait_for_new_run(page, None)
+    wait_until_completed(page)
+    expect(page.locator(".run-source")).to_contain_text(f"gs://{BUCKET}/{name}")
+    assert account(page)["written"] == 120 and account(page)["failed"] == 9
+    assert {index: reason for index, (_, reason) in reasons(page).items()} == MESSY_USERS
 
 
 def test_a_large_migration_moves_the_bar_survives_a_reload_and_resumes_when_paused(
