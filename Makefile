@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8080
 
-.PHONY: dev test lint bench bench-publish bench-migrate deploy rules-test install clean
+.PHONY: dev test lint bench bench-publish bench-migrate bench-status deploy rules-test install clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ bench-publish: install
 ## Migration benchmark: throughput vs a naive loop through a 10 ms proxy, dry-run memory 5 vs 50 MB.
 bench-migrate: install
 	$(PY) bench/migrate_bench.py
+
+## Status page benchmark: GET /migrate/status vs the CLI doctor's checks, reads per call, Firestore down.
+bench-status: install
+	$(PY) bench/status_bench.py
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .dev

@@ -4,9 +4,14 @@ Each line reads `ok|FAIL|skip <check>: <detail>`; the exit status is 1 when any 
 failed. The checks: the settings (every missing or invalid one), a schema per collection,
 Firestore answering within `FIRESTORE_TIMEOUT_S`, the snapshot bucket existing and not being
 public, each collection's snapshot (present, readable, its age) and its freshness against the
-newest `updatedAt` and the document count in Firestore, and the deployed Firestore rules
-against `firestore.rules`. It runs against the emulators too (the standard emulator variables);
-a check that cannot run there says `skip` and why, never `ok`.
+newest `updatedAt` and the document count in Firestore, the snapshot publisher's last write
+(`_publisher/state`), the newest migration runs (none failed or stalled), and the deployed
+Firestore rules against `firestore.rules`. It runs against the emulators too (the standard
+emulator variables); a check that cannot run there says `skip` and why, never `ok`.
+
+The dashboard's status page sees the same checks through `GET /migrate/status`
+(`functions/status.py`), which runs them concurrently, each with its deadline, and reads the
+snapshots' counts and ages from the manifest instead of downloading them.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ RULES_FILE = ROOT / "firestore.rules"
 RULES_API = "https://firebaserules.googleapis.com/v1"
 PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
 REBUILD_HINT = "python -m functions rebuild"
+RECENT_RUNS = 5
 # Valid stand-ins so one missing required setting does not hide the next problem.
 _PLACEHOLDERS = {"GOOGLE_CLOUD_PROJECT": "demo-placeholder",
                  "SNAPSHOT_BUCKET": "placeholder-bucket"}
@@ -122,7 +128,7 @@ def check_schemas(settings: Settings) -> Check:
 
 # --- Firestore ---------------------------------------------------------------------------------
 
-def _within(budget_s: float, call: Callable[[], Any]) -> tuple[Any, float]:
+def within(budget_s: float, call: Callable[[], Any]) -> tuple[Any, float]:
     """Run `call` with a hard wall-clock limit; returns (result, seconds) or raises."""
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="doctor")
     started = time.perf_counter()
@@ -142,13 +148,14 @@ def _deadline(budget_s: float, attempt_s: float | None = None) -> dict[str, Any]
             "timeout": attempt_s or budget_s}
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
+    """A one-line account of a failed call (the cause of a retry that gave up)."""
     from google.api_core.exceptions import RetryError
 
     if isinstance(exc, concurrent.futures.TimeoutError):
         return "no answer"
     if isinstance(exc, RetryError) and exc.cause is not None:
-        return f"retried until the deadline, last {_describe(exc.cause)}"
+        return f"retried until the deadline, last {describe(exc.cause)}"
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text[:160]}".rstrip(": ")
 
@@ -160,15 +167,15 @@ def check_firestore(settings: Settings, db: Any, deadline_s: float) -> Check:
     # the second one is what a request of the read API would see.
     cold_s = max(10.0, deadline_s * 5)
     try:
-        _, first_s = _within(cold_s + 1, lambda: query.get(**_deadline(deadline_s, cold_s)))
+        _, first_s = within(cold_s + 1, lambda: query.get(**_deadline(deadline_s, cold_s)))
     except Exception as exc:  # noqa: BLE001 - any failure is the finding
-        return fail("firestore", f"does not answer ({_describe(exc)}); reads are served from "
+        return fail("firestore", f"does not answer ({describe(exc)}); reads are served from "
                                  "the snapshots meanwhile")
     try:
-        _, warm_s = _within(deadline_s + 0.5, lambda: query.get(**_deadline(deadline_s)))
+        _, warm_s = within(deadline_s + 0.5, lambda: query.get(**_deadline(deadline_s)))
     except Exception as exc:  # noqa: BLE001
         return fail("firestore", f"answered once, then not within FIRESTORE_TIMEOUT_S="
-                                 f"{deadline_s:g} s ({_describe(exc)})")
+                                 f"{deadline_s:g} s ({describe(exc)})")
     if warm_s > deadline_s:
         return fail("firestore", f"answered in {warm_s * 1000:.0f} ms, over FIRESTORE_TIMEOUT_S="
                                  f"{deadline_s:g} s: reads would fall back to the snapshots")
@@ -190,12 +197,12 @@ def newest_in_firestore(db: Any, collection: str, deadline_s: float) -> Newest:
 
     ordered = db.collection(collection).order_by("updatedAt",
                                                  direction=firestore.Query.DESCENDING)
-    docs, _ = _within(deadline_s + 0.5, lambda: ordered.limit(1).get(**_deadline(deadline_s)))
+    docs, _ = within(deadline_s + 0.5, lambda: ordered.limit(1).get(**_deadline(deadline_s)))
     updated_at = docs[0].to_dict().get("updatedAt") if docs else None
     if not isinstance(updated_at, dt.datetime):
         updated_at = None
     try:
-        result, _ = _within(deadline_s + 0.5,
+        result, _ = within(deadline_s + 0.5,
                             lambda: db.collection(collection).count().get(**_deadline(deadline_s)))
         count = int(result[0][0].value)
     except Exception:  # noqa: BLE001 - the count only sharpens the verdict
@@ -215,10 +222,10 @@ def check_bucket(settings: Settings, storage_client: Any) -> tuple[Any | None, C
     except gexc.NotFound:
         return None, fail("bucket", f"gs://{name} does not exist (make deploy creates it)")
     except gexc.Forbidden as exc:
-        return None, fail("bucket", f"gs://{name}: access denied ({_describe(exc)}); the "
+        return None, fail("bucket", f"gs://{name}: access denied ({describe(exc)}); the "
                                     "service account needs roles/storage.objectUser on it")
     except Exception as exc:  # noqa: BLE001
-        return None, fail("bucket", f"gs://{name} unreachable ({_describe(exc)})")
+        return None, fail("bucket", f"gs://{name} unreachable ({describe(exc)})")
     location = getattr(bucket, "location", None) or "?"
     return bucket, ok("bucket", f"gs://{name} exists (location {location})")
 
@@ -240,7 +247,7 @@ def check_bucket_access(settings: Settings, bucket: Any) -> Check:
     try:
         policy = bucket.get_iam_policy(requested_policy_version=3, timeout=timeout)
     except (gexc.NotFound, gexc.MethodNotImplemented, gexc.BadRequest) as exc:
-        return skip(name, f"the bucket's IAM policy cannot be read here ({_describe(exc)}); "
+        return skip(name, f"the bucket's IAM policy cannot be read here ({describe(exc)}); "
                           "the storage emulator may not implement IAM")
     except gexc.Forbidden:
         return skip(name, "this identity may not read the bucket's IAM policy "
@@ -294,9 +301,33 @@ def check_snapshot(settings: Settings, storage_client: Any, collection: str,
                                            f"({_age(now - generated)} ago)")
 
 
-def check_freshness(collection: str, snapshot: Any, generated: dt.datetime,
+def check_manifest_entry(settings: Settings, collection: str, entry: Mapping[str, Any] | None,
+                         now: dt.datetime) -> tuple[tuple[int, dt.datetime] | None, Check]:
+    """A collection's line in `snapshots/manifest.json` (what the publisher last wrote): its
+    document count and age, without downloading the snapshot; (count, generated) or None."""
+    from shared.encoding import parse_timestamp
+    from shared.snapshots import MANIFEST_PATH
+
+    name = f"snapshot {collection}"
+    where = f"gs://{settings.snapshot_bucket}/{MANIFEST_PATH}"
+    if not entry:
+        return None, fail(name, f"{collection} is not listed in {where}: write its snapshot "
+                                f"with {REBUILD_HINT}")
+    try:
+        count = int(entry["count"])
+        generated = parse_timestamp(str(entry["generatedAt"]))
+    except (KeyError, TypeError, ValueError):
+        return None, fail(name, f"the entry of {collection} in {where} is invalid; rewrite it "
+                                f"with {REBUILD_HINT}")
+    return (count, generated), ok(name, f"{_documents(count)}, generated "
+                                        f"{entry['generatedAt']} ({_age(now - generated)} ago), "
+                                        f"as listed in {where}")
+
+
+def check_freshness(collection: str, count: int, generated: dt.datetime,
                     newest: Newest) -> Check:
-    """The snapshot is not older than the newest `updatedAt` and counts the same documents."""
+    """The snapshot (`count` documents, generated at `generated`) is not older than the newest
+    `updatedAt` and counts the same documents as Firestore."""
     from shared.encoding import format_timestamp
 
     name = f"fresh {collection}"
@@ -304,8 +335,8 @@ def check_freshness(collection: str, snapshot: Any, generated: dt.datetime,
         return fail(name, f"stale by {_age(newest.updated_at - generated)}: a document was "
                           f"updated at {format_timestamp(newest.updated_at)}, after the "
                           f"snapshot ({format_timestamp(generated)}); run {REBUILD_HINT}")
-    if newest.count is not None and newest.count != len(snapshot.items):
-        return fail(name, f"the snapshot has {_documents(len(snapshot.items))}, Firestore "
+    if newest.count is not None and newest.count != count:
+        return fail(name, f"the snapshot has {_documents(count)}, Firestore "
                           f"{newest.count} (a deletion or a write without updatedAt since); "
                           f"run {REBUILD_HINT}")
     counted = ("same document count" if newest.count is not None
@@ -326,6 +357,98 @@ def _age(delta: dt.timedelta) -> str:
         if seconds >= size:
             return f"{seconds / size:.1f} {unit}"
     return f"{seconds} s"
+
+
+# --- the publisher and the migrations ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class PublisherState:
+    """What `_publisher/state` says: the last snapshot write slot taken, and hand-overs waiting."""
+
+    last_write_at: dt.datetime | None
+    holder: str
+    waiting: int
+
+
+def read_publisher_state(db: Any, deadline_s: float) -> PublisherState | None:
+    """The publisher's state document (one read), None when it has never published."""
+    from functions.publish_snapshot import STATE_COLLECTION, STATE_DOCUMENT
+
+    ref = db.collection(STATE_COLLECTION).document(STATE_DOCUMENT)
+    snap, _ = within(deadline_s + 0.5, lambda: ref.get(**_deadline(deadline_s)))
+    if not snap.exists:
+        return None
+    data = snap.to_dict() or {}
+    taken = data.get("takenAt")
+    last = (dt.datetime.fromtimestamp(float(taken), dt.UTC)
+            if isinstance(taken, (int, float)) else None)
+    waiting = max(0, int(data.get("pendingSeq") or 0) - int(data.get("coveredSeq") or 0))
+    return PublisherState(last, str(data.get("holder") or "?"), waiting)
+
+
+def check_publisher(settings: Settings, state: PublisherState | None,
+                    now: dt.datetime) -> Check:
+    """The snapshot publisher's last write, and no hand-over left waiting past PUBLISH_WAIT_S."""
+    from shared.encoding import format_timestamp
+
+    name = "publisher"
+    if state is None or state.last_write_at is None:
+        return ok(name, "no snapshot write by the publisher recorded yet (_publisher/state is "
+                        "empty): the snapshots so far come from rebuilds and migrations")
+    when = f"{format_timestamp(state.last_write_at)} ({_age(now - state.last_write_at)} ago)"
+    idle_s = (now - state.last_write_at).total_seconds()
+    if state.waiting and idle_s > settings.publish_wait_s:
+        return fail(name, f"{state.waiting} handed-over change set(s) still wait, and no write "
+                          f"since {when}: look at the publish-snapshot logs, then run "
+                          f"{REBUILD_HINT}")
+    return ok(name, f"last snapshot write started {when} by instance {state.holder}")
+
+
+def check_migrations(runs: list[Mapping[str, Any]]) -> Check:
+    """The newest migration run of each collection did not fail or stall (it would need a
+    resume); `runs` is `shared.migration_run.recent_runs`, newest first."""
+    name = "migrations"
+    if not runs:
+        return ok(name, "no migration has run yet")
+    newest_per_collection: dict[str, Mapping[str, Any]] = {}
+    for run in runs:
+        newest_per_collection.setdefault(str(run.get("collection")), run)
+    broken = [run for run in newest_per_collection.values()
+              if run.get("state") == "failed" or run.get("stalled")]
+    if broken:
+        run = broken[0]
+        why = ("its process is gone (lease expired)" if run.get("stalled")
+               else (run.get("error") or {}).get("message", "failed"))
+        return fail(name, f"run {run.get('runId')} ({run.get('collection')}) stopped: {why}; "
+                          "start it again with the same runId and input to resume it")
+    latest = runs[0]
+    counts = latest.get("counts") or {}
+    return ok(name, f"{len(runs)} recent; the newest, {latest.get('runId')} "
+                    f"({latest.get('collection')}{', dry run' if latest.get('dryRun') else ''}), "
+                    f"is {latest.get('state')}: {counts.get('written', 0)} written, "
+                    f"{counts.get('failed', 0)} failed of {latest.get('total', '?')}")
+
+
+def publisher_check(settings: Settings, db: Any, now: dt.datetime,
+                    deadline_s: float) -> tuple[Check, PublisherState | None]:
+    """Read `_publisher/state` and judge it: (the `publisher` check, the state read)."""
+    try:
+        state = read_publisher_state(db, deadline_s)
+    except Exception as exc:  # noqa: BLE001 - any failure is the finding
+        return fail("publisher", f"cannot read _publisher/state ({describe(exc)})"), None
+    return check_publisher(settings, state, now), state
+
+
+def migrations_check(db: Any, deadline_s: float) -> tuple[Check, list[dict[str, Any]]]:
+    """List the newest runs and judge them: (the `migrations` check, the runs)."""
+    from shared.migration_run import recent_runs
+
+    try:
+        runs, _ = within(deadline_s + 0.5, lambda: recent_runs(db, limit=RECENT_RUNS,
+                                                                timeout_s=deadline_s))
+    except Exception as exc:  # noqa: BLE001
+        return fail("migrations", f"cannot list _migrations ({describe(exc)})"), []
+    return check_migrations(runs), runs
 
 
 # --- deployed rules ----------------------------------------------------------------------------
@@ -363,7 +486,7 @@ def check_rules(settings: Settings, rules_file: Path, *,
         ruleset.raise_for_status()
         files = ruleset.json().get("source", {}).get("files", [])
     except Exception as exc:  # noqa: BLE001 - unreadable is a skip, never a pass
-        return skip(name, f"cannot read the deployed rules ({_describe(exc)})")
+        return skip(name, f"cannot read the deployed rules ({describe(exc)})")
     deployed = "\n".join(file.get("content", "") for file in files)
     if _normalized(deployed) != _normalized(local):
         return fail(name, f"the deployed rules differ from {rules_file.name}: run "
@@ -419,8 +542,19 @@ class Doctor:
             self._snapshot_checks(settings, db, storage_client, bucket, collection, now,
                                   firestore_up=firestore_check.status == "ok",
                                   deadline_s=deadline)
+        self.checks.extend(self._firestore_state_checks(
+            settings, db, now, firestore_up=firestore_check.status == "ok", deadline_s=deadline))
         self.checks.append(check_rules(settings, self.rules_file))
         return self.checks
+
+    @staticmethod
+    def _firestore_state_checks(settings: Settings, db: Any, now: dt.datetime, *,
+                                firestore_up: bool, deadline_s: float) -> list[Check]:
+        if not firestore_up:
+            why = "Firestore did not answer: its state cannot be read"
+            return [skip("publisher", why), skip("migrations", why)]
+        return [publisher_check(settings, db, now, deadline_s)[0],
+                migrations_check(db, deadline_s)[0]]
 
     def _snapshot_checks(self, settings: Settings, db: Any, storage_client: Any, bucket: Any,
                          collection: str, now: dt.datetime, *, firestore_up: bool,
@@ -442,9 +576,9 @@ class Doctor:
             newest = newest_in_firestore(db, collection, deadline_s)
         except Exception as exc:  # noqa: BLE001
             self.checks.append(fail(f"fresh {collection}",
-                                    f"cannot read the newest updatedAt ({_describe(exc)})"))
+                                    f"cannot read the newest updatedAt ({describe(exc)})"))
             return
-        self.checks.append(check_freshness(collection, found[0], found[1], newest))
+        self.checks.append(check_freshness(collection, len(found[0].items), found[1], newest))
 
 
 def add_arguments(parser: Any) -> None:

@@ -13,8 +13,15 @@ HTTP (every call but the CORS preflight needs a Firebase ID token with `admin: t
         report inline for a body, else at `run.reportUri`, next to the source); 202 `{"run"}`
         when the time budget (MIGRATION_TIME_BUDGET_S) ran out first: POST the same again with
         `runId` to continue. Bad JSON is a 400 whose details give line, column and offset.
-    GET /migrate/<runId>           the run document: state, counts, rate, ETA, first errors
+    GET /migrate/<runId>           the run document: state, counts, rate, ETA, first errors,
+                                   a sample of converted documents
     GET /migrate/<runId>/report    the full report (every failed and skipped record)
+    GET /migrate/runs[?limit=N]    the newest runs (functions/status.py)
+    GET /migrate/status            the doctor's checks for the dashboard's status page
+
+    The POST answers when the run ends (or pauses). To show progress meanwhile, a client picks
+    the runId itself, POSTs, and polls `GET /migrate/<runId>` in parallel (404 until the
+    source is scanned and the run document exists): the dashboard's migration panel does.
 
 Command line (same options; progress bar on a terminal; exit 0 when every record is written,
 unchanged or skipped, 1 when any failed, 2 on an error, 3 when the run stopped and can resume):
@@ -109,12 +116,20 @@ def _dispatch(request: Request, context: MigrateContext) -> Response:
         return _start(request, context, principal.uid)
     if not parts:
         raise MethodNotAllowed("GET needs a run id: /migrate/<runId>", allowed=("POST",))
-    return _read(context, parts)
+    return _read(request, context, parts, principal)
 
 
-def _read(context: MigrateContext, parts: list[str]) -> Response:
+def _read(request: Request, context: MigrateContext, parts: list[str],
+          principal: Any) -> Response:
+    from functions import status
     from shared.migration_run import load_run, stream_report
 
+    if parts == ["status"]:
+        return _json(200, status.status_view(context.settings, context.db, context.storage,
+                                             principal))
+    if parts == ["runs"]:
+        return _json(200, status.runs_view(context.settings, context.db(), principal,
+                                           request.args.get("limit")))
     timeout_s = context.settings.migration_timeout_s
     if len(parts) == 1:
         return _json(200, load_run(context.db(), parts[0], timeout_s=timeout_s))

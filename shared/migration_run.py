@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.encoding import encode_value, format_timestamp, utc_now
+from shared.encoding import encode_document, encode_value, format_timestamp, utc_now
 from shared.errors import AppError, BadRequest, Conflict, NotFound
 from shared.migration_source import Layout, Source, iter_records, scan
 from shared.migration_writer import (
@@ -69,12 +69,18 @@ RUNS_COLLECTION = "_migrations"
 LEASE_S = 60.0
 PROGRESS_INTERVAL_S = 2.0
 FIRST_ERRORS = 20
+# The run document shows a few converted documents (what a dry run would write), each as JSON
+# text: small, and free of Firestore's nesting limits whatever the records hold.
+SAMPLE_SIZE = 5
+SAMPLE_MAX_CHARS = 2048
 # A commit request may carry 10 MiB: a batch closes once its documents pass 8 MiB (one more
 # document is at most 1 MiB), and once its failures would make a large checkpoint.
 MAX_BATCH_BYTES = 8 * 1024 * 1024
 MAX_BATCH_ENTRY_BYTES = 256 * 1024
 RUN_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 STATES = ("running", "paused", "failed", "completed")
+# Paths of `GET /migrate/<name>` that are not runs (functions/status.py).
+RESERVED_RUN_IDS = frozenset({"status", "runs"})
 
 
 @dataclass(frozen=True)
@@ -144,6 +150,9 @@ def check_run_id(run_id: str) -> str:
     """A run id is 1-100 characters of letters, digits, `-` and `_` (a safe document id)."""
     if not run_id or len(run_id) > 100 or not set(run_id) <= RUN_ID_CHARS:
         raise BadRequest("runId must be 1-100 letters, digits, '-' or '_'", code="invalid_run_id")
+    if run_id in RESERVED_RUN_IDS:
+        raise BadRequest(f"runId {run_id!r} is reserved (GET /migrate/{run_id} is not a run)",
+                         code="invalid_run_id")
     return run_id
 
 
@@ -165,6 +174,7 @@ class RunStore:
         self.timeout_s = timeout_s
         self.owner = uuid.uuid4().hex
         self.update_time: Any = None
+        self.resumed: dict[str, Any] = {}  # the stored document when this call resumes a run
 
     @property
     def batches(self) -> Any:
@@ -227,6 +237,7 @@ class RunStore:
             except (gexc.FailedPrecondition, gexc.NotFound):
                 continue
             self.update_time = result.update_time
+            self.resumed = stored
             return None
         raise Conflict(f"run {self.run_id} is being started by someone else",
                        code="run_in_progress")
@@ -301,6 +312,8 @@ def _check_same_run(stored: Mapping[str, Any], params: Mapping[str, Any], run_id
 def run_view(doc: Mapping[str, Any]) -> dict[str, Any]:
     """The run document as JSON (timestamps as RFC 3339), without the lease owner."""
     view = {key: encode_value(value) for key, value in sorted(doc.items()) if key != "lease"}
+    if isinstance(doc.get("sample"), list):
+        view["sample"] = [json.loads(text) for text in doc["sample"] if isinstance(text, str)]
     lease = doc.get("lease") or {}
     if lease.get("expiresAt") is not None:
         view["leaseExpiresAt"] = encode_value(lease["expiresAt"])
@@ -436,6 +449,10 @@ class _Run:
         self.last_write = 0.0
         self.seen: dict[int, int] = {}
         self.durations: dict[str, float] = {}
+        # A resumed run keeps the sample of its first attempt (those records are not converted
+        # again).
+        self.sample: list[str] = list(store.resumed.get("sample") or [])
+        self.sample_open = not self.sample
         self.limiter = (None if options.dry_run
                         else RampUpLimiter(settings.migration_start_ops_s))
         self.writer = BatchWriter(db, options.collection, store.batches, mode=options.mode,
@@ -589,7 +606,17 @@ class _Run:
                            for problem in exc.problems[:10])
             return Item(index, doc_id, failure=Entry(index, doc_id, "failed", exc.reason,
                                                      short(exc.message), fields))
+        self._keep_sample(converted)
         return Item(index, doc_id, record=converted, size=converted.size)
+
+    def _keep_sample(self, converted: Any) -> None:
+        """Keep the first few converted documents (small ones) for the run document."""
+        if not self.sample_open:
+            return
+        text = json.dumps(encode_document(converted.doc_id, converted.data), ensure_ascii=False)
+        if len(text) <= SAMPLE_MAX_CHARS:
+            self.sample.append(text)
+        self.sample_open = len(self.sample) < SAMPLE_SIZE
 
     # --- progress ---
     def _progress_fields(self) -> dict[str, Any]:
@@ -600,7 +627,8 @@ class _Run:
         return {"counts": {**tally.counts, "read": tally.done}, "reasons": dict(tally.reasons),
                 "checkpoint": {"records": tally.low}, "rate": round(rate, 1),
                 "etaSeconds": round(remaining / rate, 1) if rate > 0 else None,
-                "firstErrors": [entry.to_json() for entry in tally.errors()]}
+                "firstErrors": [entry.to_json() for entry in tally.errors()],
+                "sample": list(self.sample)}
 
     def _progress(self, *, force: bool = False, state: str | None = None) -> None:
         now = time.monotonic()
@@ -826,3 +854,30 @@ def stream_report(db: Any, run_id: str, *, timeout_s: float) -> Iterator[str]:
     if doc is None:
         raise NotFound(f"no migration run {run_id!r}", code="not_found")
     return report_chunks(store, _report_header(run_id, doc, doc))
+
+
+RUN_SUMMARY_FIELDS = ("runId", "collection", "state", "mode", "dryRun", "source", "total",
+                      "counts", "startedBy", "startedAt", "updatedAt", "finishedAt",
+                      "lease.expiresAt", "error")
+
+
+def recent_runs(db: Any, *, limit: int, timeout_s: float) -> list[dict[str, Any]]:
+    """The newest runs (by `startedAt`), summarised: no sample, no errors list, no lease owner.
+
+    A run still `running` whose lease has expired is marked `stalled: true` (its process is
+    gone; starting it again with its runId resumes it). Costs one document read per run.
+    """
+    from google.cloud import firestore
+
+    query = (db.collection(RUNS_COLLECTION).select(list(RUN_SUMMARY_FIELDS))
+             .order_by("startedAt", direction=firestore.Query.DESCENDING).limit(limit))
+    now = utc_now()
+    runs = []
+    for snap in query.stream(timeout=timeout_s, retry=_retry(timeout_s)):
+        doc = snap.to_dict()
+        view = run_view({**doc, "runId": doc.get("runId") or snap.id})
+        expires = (doc.get("lease") or {}).get("expiresAt")
+        view["stalled"] = bool(doc.get("state") == "running" and expires is not None
+                               and expires < now)
+        runs.append(view)
+    return runs

@@ -1,5 +1,6 @@
 // The demo dashboard: plain DOM code on top of data-client.js (no framework, no build step).
 import { ApiError, ValidationError, createDataClient } from './data-client.js';
+import { mountAdminTools } from './admin-tools.js';
 
 const COLLECTIONS = ['users', 'jobs'];
 const USER_FIELDS = ['id', 'name', 'email', 'role', 'status', 'location', 'hourlyRate', 'skills'];
@@ -464,3 +465,4 @@ function toast(text, kind = 'info') {
 }
 
 client.start();
+mountAdminTools({ client, api: config.api, getIdToken: config.local ? localEmulatorToken(config.project) : undefined });

@@ -294,6 +294,17 @@ export class DataClient extends EventTarget {
     return this.#detail(this.#state(name)).items;
   }
 
+  /**
+   * This tab's saved copy of a collection (what a reload shows when the functions cannot be
+   * reached): `{ savedAt, ageMs, count, asOf }`, or null when there is none (or it expired).
+   */
+  cachedCopy(name) {
+    const record = this.#restore(this.#state(name));
+    if (!record) return null;
+    return { savedAt: record.savedAt, ageMs: this.#now() - record.savedAt,
+      count: record.items.length, asOf: record.asOf ?? null };
+  }
+
   /** Load the whole collection again now (with the fallback chain). */
   async reload(name) {
     const state = this.#state(name);

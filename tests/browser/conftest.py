@@ -8,8 +8,9 @@
                  Its origin is in every stack's ``ALLOWED_ORIGINS`` (the page calls the API
                  cross-origin, with CORS, as it does in production).
 ``stack``        (module) a local stack that the tests of a module share.
-``make_stack``   (function) ``make_stack()`` starts a private stack that a test may break
-                 (``stop_firestore()``, ``stop_functions()``); stopped at the test's end.
+``make_stack``   (function) ``make_stack(**env)`` starts a private stack (``env``: settings of
+                 its functions) that a test may break (``stop_firestore()``,
+                 ``restart_firestore()``, ``stop_functions()``); stopped at the test's end.
 ``page``         (function) a fresh browser context (own ``sessionStorage``) and page; a failing
                  test leaves ``test-artifacts/browser-<test>.png``.
 
@@ -56,15 +57,16 @@ STACK_START_TIMEOUT_S = 120
 VIEWPORT = {"width": 1360, "height": 1000}
 
 
-def unsigned_admin_token(project: str = PROJECT) -> str:
-    """The page's token for the local stack: unsigned, `admin: true` (emulator path only)."""
+def unsigned_admin_token(project: str = PROJECT, *, admin: bool = True) -> str:
+    """The page's token for the local stack: unsigned, `admin: true` (emulator path only);
+    `admin=False`: the same user without the claim."""
     def encode(value: dict) -> str:
         return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
 
     now = int(time.time())
     claims = {"iss": f"https://securetoken.google.com/{project}", "aud": project,
               "sub": "browser-tests", "iat": now - 5, "auth_time": now - 5, "exp": now + 3600,
-              "admin": True}
+              **({"admin": True} if admin else {})}
     return f"{encode({'alg': 'none', 'typ': 'JWT'})}.{encode(claims)}."
 
 
@@ -95,12 +97,14 @@ def _serve_in_thread(app) -> tuple[str, object]:
 class LocalStack:
     """`python -m dev.stack` on emulators of its own; every part can be stopped by a test."""
 
-    def __init__(self, name: str, extra_origins: list[str]):
+    def __init__(self, name: str, extra_origins: list[str], env: dict[str, str] | None = None):
         self.name = name
+        self.env = dict(env or {})  # settings of this stack's functions (shared/settings.py)
         self.port = harness.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # Logs named per test run too: two runs on one machine must not write the same file.
         prefix = f"browser-{name}-{os.getpid()}"
+        self.prefix = prefix
         self.log_path = ARTIFACTS / f"{prefix}-stack.log"
         self.process: subprocess.Popen | None = None
         self.firestore = harness.start_firestore(log_path=ARTIFACTS / f"{prefix}-firestore.log",
@@ -129,6 +133,7 @@ class LocalStack:
             "BREAKER_COOLDOWN_S": "2",
             "CACHE_TTL_S": "1",
             "PYTHONUNBUFFERED": "1",
+            **self.env,
         })
         env.pop("PORT", None)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -180,6 +185,14 @@ class LocalStack:
 
     def stop_firestore(self) -> None:
         self.firestore.stop()
+
+    def restart_firestore(self) -> None:
+        """Start Firestore again on the same address (an empty emulator: its data, rules and
+        triggers went with the stopped one); the stack's clients reconnect by themselves."""
+        host, port = self.firestore.host.rsplit(":", 1)
+        self.firestore = harness.start_firestore(
+            host=host, port=int(port), log_path=ARTIFACTS / f"{self.prefix}-firestore-2.log",
+            functions_emulator=f"127.0.0.1:{self.port}")
 
     def stop_functions(self) -> None:
         """Stop the stack process (the page's static host, if it is another one, stays up)."""
@@ -250,9 +263,10 @@ def stack(request, static_site):
 def make_stack(request, static_site):
     started: list[LocalStack] = []
 
-    def make() -> LocalStack:
+    def make(**env: str) -> LocalStack:
+        """A private stack; `env` sets its functions' settings (e.g. MIGRATION_START_OPS_S)."""
         name = re.sub(r"\W+", "-", request.node.name)[:60] + f"-{len(started)}"
-        started.append(LocalStack(name, [static_site]))
+        started.append(LocalStack(name, [static_site], env))
         return started[-1]
 
     yield make

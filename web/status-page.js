@@ -1,0 +1,258 @@
+/**
+ * status-page.js: every link of the chain, checked from the browser (`#status`).
+ *
+ * One row per link, each with a state (ok, warn, fail, skip, off), a latency and a sentence:
+ * - you: the signed-in user and whether the backend takes them as an admin;
+ * - the read functions: `GET /<collection>?limit=1`, and which source answered
+ *   (`X-Data-Source`: firestore, or the Cloud Storage snapshot);
+ * - Firestore direct (live mode): read from the data client through `client.state(name).mode`
+ *   when the client reports one (`'live'`: listening to Firestore with the Web SDK); "not
+ *   configured" until it does;
+ * - this tab's cached copy (`client.cachedCopy(name)`): its age and size;
+ * - the backend, through `GET /migrate/status` (admin only): the doctor's own checks
+ *   (`python -m functions doctor`) with their latencies: settings, schemas, Firestore, the
+ *   bucket, each snapshot's count and age from `snapshots/manifest.json` against Firestore's
+ *   count, the publisher's last write, the newest migration runs, the deployed rules.
+ * "Run all checks" runs them again (all at once, each with a deadline); "Copy as text" puts
+ * the table on the clipboard for a support request.
+ */
+
+import {
+  explain, formatAge, formatCount, h, tokenClaims,
+} from './admin-api.js';
+
+export const STATUS_TIMEOUT_MS = 30 * 1000; // the backend's checks have their own deadlines
+export const READ_TIMEOUT_MS = 10 * 1000;
+const SERVER_STATE = { ok: 'ok', FAIL: 'fail', skip: 'skip' };
+const STATE_WORD = { ok: 'ok', warn: 'warn', fail: 'FAIL', skip: 'skip', off: 'off', run: '…' };
+
+/**
+ * A row of the table.
+ * @typedef {{ id: string, link: string, name: string, state: string, latencyMs?: number|null,
+ *   text: string, extra?: Node|null }} StatusRow
+ */
+
+/** The rows of a `GET /migrate/status` answer (the doctor's checks). */
+export function serverRows(body) {
+  return (body.checks ?? []).map((check) => ({
+    id: check.name.replace(/\s+/g, '-'),
+    link: 'backend',
+    name: check.name,
+    state: SERVER_STATE[check.status] ?? 'fail',
+    latencyMs: check.latencyMs,
+    text: check.detail,
+  }));
+}
+
+/** The row of one read function's answer (or failure). */
+export function readRow(collection, outcome) {
+  const base = { id: `read-${collection}`, link: 'read functions', name: `read ${collection}`,
+    latencyMs: outcome.ms ?? null };
+  if (outcome.error) {
+    return { ...base, state: 'fail', text: explain(outcome.error, { url: outcome.url }).what };
+  }
+  const source = outcome.source ?? 'unknown';
+  if (source === 'firestore') {
+    return { ...base, state: 'ok', text: `answered from Firestore (HTTP ${outcome.status})` };
+  }
+  return { ...base, state: 'warn', text: `answered from the ${source} (HTTP ${outcome.status}): `
+    + 'Firestore failed or was slower than FIRESTORE_TIMEOUT_S, the data may lag behind' };
+}
+
+/** The live-mode row, from the data client's states (`mode` is issue #11's hook). */
+export function liveRow(states) {
+  const modes = states.map((state) => state?.mode).filter((mode) => mode !== undefined);
+  const base = { id: 'live', link: 'Firestore direct', name: 'live mode', latencyMs: null };
+  if (modes.length === 0) {
+    return { ...base, state: 'off', text: 'not configured: this page polls the read functions '
+      + '(the client reports no live mode)' };
+  }
+  const live = states.filter((state) => state?.mode === 'live').map((state) => state.collection);
+  if (live.length) {
+    return { ...base, state: 'ok', text: `listening to Firestore directly for ${live.join(', ')}` };
+  }
+  return { ...base, state: 'off', text: `not live: modes ${[...new Set(modes)].join(', ')}` };
+}
+
+/** The cached-copy row of one collection (`client.cachedCopy(name)`). */
+export function cacheRow(collection, copy, ttlMs = 5 * 60 * 1000) {
+  const base = { id: `cache-${collection}`, link: 'this tab', name: `cached copy ${collection}`,
+    latencyMs: null };
+  if (!copy) {
+    return { ...base, state: 'off', text: 'none: a reload with the functions unreachable would '
+      + 'show no data' };
+  }
+  return { ...base, state: 'ok', text: `${formatCount(copy.count)} documents saved ${formatAge(copy.ageMs)} `
+    + `ago (shown on a reload while the functions cannot be reached, for ${formatAge(ttlMs)})` };
+}
+
+/** The signed-in user's row, from the token's claims and the backend's answer. */
+export function userRow(claims, backend) {
+  const base = { id: 'user', link: 'you', name: 'signed-in user', latencyMs: null };
+  if (!claims) {
+    return { ...base, state: 'fail', text: 'not signed in: the page sends no ID token' };
+  }
+  const who = [claims.email, claims.user_id ?? claims.sub].filter(Boolean).join(', ');
+  if (backend?.principal) {
+    const { principal } = backend;
+    return { ...base, state: principal.admin ? 'ok' : 'warn',
+      text: `${principal.email ?? principal.uid}: ${principal.admin ? 'admin (the backend '
+        + 'verified the token and its admin claim)' : 'not an admin'}` };
+  }
+  if (backend?.error?.status === 403) {
+    return { ...base, state: 'warn', text: `${who}: signed in, but the backend refuses the `
+      + 'admin checks (no admin claim)' };
+  }
+  if (backend?.error?.status === 401) {
+    return { ...base, state: 'fail', text: `${who}: the backend refuses the token `
+      + `(${backend.error.message})` };
+  }
+  return { ...base, state: 'skip', text: `${who}: token says admin=${claims.admin === true}; the `
+    + 'backend could not confirm it' };
+}
+
+/** The table as plain text, for a support request. */
+export function statusText(rows, meta) {
+  const lines = [`Dashboard status ${meta.at} · page ${meta.page} · API ${meta.api}`];
+  for (const row of rows) {
+    const latency = Number.isFinite(row.latencyMs) ? ` [${Math.round(row.latencyMs)} ms]` : '';
+    lines.push(`${STATE_WORD[row.state].padEnd(4)} ${row.link} / ${row.name}: ${row.text}${latency}`);
+  }
+  return lines.join('\n');
+}
+
+/**
+ * Build the status page in `root`; checks run when it is first shown and on "Run all checks".
+ * @param {HTMLElement} root
+ * @param {{ api: ReturnType<import('./admin-api.js').createAdminApi>,
+ *   client: import('./data-client.js').DataClient, collections: string[] }} options
+ */
+export function mountStatusPage(root, { api, client, collections }) {
+  const runButton = h('button', { type: 'button', class: 'primary', id: 'status-run', text: 'Run all checks' });
+  const copyButton = h('button', { type: 'button', id: 'status-copy', text: 'Copy as text', disabled: true });
+  const summary = h('span', { class: 'muted', id: 'status-summary', text: 'not run yet' });
+  const tbody = h('tbody');
+  const runsBox = h('div', { id: 'status-runs' });
+  const copied = h('textarea', { class: 'sr-only', id: 'status-text', readOnly: true, 'aria-hidden': 'true', tabIndex: -1 });
+  root.replaceChildren(h('section', { class: 'card admin-card', id: 'status-card' },
+    h('div', { class: 'card-head' }, h('h2', { text: 'Status of every link' }), summary,
+      h('div', { class: 'status-actions' }, runButton, copyButton)),
+    h('div', { class: 'table-wrap status-wrap' }, h('table', { id: 'status-table' },
+      h('thead', {}, h('tr', {}, ...['Link', 'Check', 'State', 'Latency', 'What it means']
+        .map((text, i) => h('th', { class: i === 3 ? 'num' : undefined, text })))),
+      tbody)),
+    runsBox, copied));
+
+  let rows = [];
+  let running = null;
+
+  function render() {
+    tbody.replaceChildren(...rows.map((row) => h('tr', { 'data-check': row.id, 'data-state': row.state },
+      h('td', { class: 'muted', text: row.link }),
+      h('td', { class: 'nowrap', text: row.name }),
+      h('td', {}, h('span', { class: `state state-${row.state}`, text: STATE_WORD[row.state] })),
+      h('td', { class: 'num', text: Number.isFinite(row.latencyMs) ? `${Math.round(row.latencyMs)} ms` : '—' }),
+      h('td', { class: 'status-text', text: row.text }))));
+  }
+
+  async function readCheck(collection) {
+    const url = api.url(`/${collection}`, { limit: 1 });
+    try {
+      const answer = await api.call('GET', `/${collection}`, { query: { limit: 1 }, timeoutMs: READ_TIMEOUT_MS });
+      return readRow(collection, { ms: answer.ms, status: answer.status, source: answer.headers.get('X-Data-Source') });
+    } catch (error) {
+      return readRow(collection, { error, url });
+    }
+  }
+
+  async function backendCheck() {
+    const url = api.url('/migrate/status');
+    const started = performance.now();
+    try {
+      const answer = await api.call('GET', '/migrate/status', { timeoutMs: STATUS_TIMEOUT_MS });
+      return { body: answer.body, ms: answer.ms, url };
+    } catch (error) {
+      return { error, ms: performance.now() - started, url };
+    }
+  }
+
+  function backendRows(backend) {
+    const head = { id: 'status-function', link: 'backend', name: 'GET /migrate/status', latencyMs: backend.ms };
+    if (backend.error) {
+      const { what, todo } = explain(backend.error, { url: backend.url });
+      return [{ ...head, state: 'fail', text: `${what} ${todo}` }];
+    }
+    const failed = backend.body.checks.filter((check) => check.status === 'FAIL').length;
+    return [{ ...head, state: failed ? 'warn' : 'ok',
+      text: `the backend ran ${backend.body.checks.length} checks (python -m functions doctor), `
+        + `${failed} failed` }, ...serverRows(backend.body)];
+  }
+
+  function renderRuns(backend) {
+    const runs = backend.body?.runs ?? [];
+    runsBox.replaceChildren(...(runs.length === 0 ? [] : [
+      h('h3', { text: 'The newest migration runs' }),
+      h('ul', { class: 'recent-runs' }, runs.map((run) => {
+        const state = run.stalled ? 'stalled' : run.state;
+        return h('li', {}, h('a', { class: 'mono', href: `#migrate/${run.runId}`, text: run.runId }), ' ',
+          h('span', { class: `pill run-state state-${state}`, text: state }),
+          h('span', { class: 'muted', text: ` ${run.collection}${run.dryRun ? ' · dry run' : ''} · `
+            + `${formatCount(run.counts?.written ?? 0)} written, ${formatCount(run.counts?.failed ?? 0)} `
+            + `failed of ${formatCount(run.total ?? 0)} · started ${run.startedAt ?? '?'}` }));
+      }))]));
+  }
+
+  async function runAll() {
+    if (running) return running;
+    runButton.disabled = true;
+    summary.textContent = 'checking…';
+    for (const row of rows) row.state = 'run';
+    render();
+    running = (async () => {
+      const token = api.getIdToken ? await api.getIdToken(false).catch(() => undefined) : undefined;
+      const [reads, backend] = await Promise.all([
+        Promise.all(collections.map(readCheck)), backendCheck()]);
+      const states = collections.map((name) => client.state(name));
+      rows = [
+        userRow(token ? tokenClaims(token) : null,
+          { principal: backend.body?.principal, error: backend.error }),
+        ...reads,
+        liveRow(states),
+        ...collections.map((name) => cacheRow(name, client.cachedCopy(name))),
+        ...backendRows(backend),
+      ];
+      render();
+      renderRuns(backend);
+      const failing = rows.filter((row) => row.state === 'fail').length;
+      summary.textContent = `${failing ? `${failing} failing` : 'all links answer'} · checked `
+        + `${new Date().toLocaleTimeString()}`;
+      summary.dataset.state = failing ? 'fail' : 'ok';
+      copied.value = statusText(rows, { at: new Date().toISOString(), page: location.href, api: api.baseUrl });
+      copyButton.disabled = false;
+    })();
+    try {
+      await running;
+    } finally {
+      running = null;
+      runButton.disabled = false;
+    }
+    return undefined;
+  }
+
+  async function copy() {
+    try {
+      await navigator.clipboard.writeText(copied.value);
+      copyButton.textContent = 'Copied';
+    } catch {
+      // No clipboard permission (an insecure origin, a denied prompt): select the text instead.
+      copied.classList.remove('sr-only');
+      copied.select();
+      copyButton.textContent = 'Press Ctrl+C';
+    }
+    setTimeout(() => { copyButton.textContent = 'Copy as text'; }, 2000);
+  }
+
+  runButton.addEventListener('click', () => runAll());
+  copyButton.addEventListener('click', copy);
+  return { runAll, get rows() { return rows; } };
+}
