@@ -29,7 +29,7 @@ from shared.auth import authenticate, check_app_check
 from shared.breaker import CircuitBreaker
 from shared.cache import TTLCache
 from shared.clients import firestore_deadline, get_db, get_storage
-from shared.encoding import encode_document, format_timestamp, utc_now
+from shared.encoding import encode_document_pb, utc_now
 from shared.errors import (
     AppError,
     BadRequest,
@@ -37,6 +37,8 @@ from shared.errors import (
     NotFound,
     Unavailable,
 )
+from shared.events import format_ns, to_ns
+from shared.firestore_wire import get_document, run_query
 from shared.logs import request_context, request_log
 from shared.query import (
     Page,
@@ -237,21 +239,21 @@ def _compute_list(context: ReadContext, query: ReadQuery) -> tuple[CachedRespons
     def from_firestore() -> tuple[Page, str, list[str]]:
         db = context.db()
         fs_query = to_firestore_query(db.collection(query.collection), query)
-        docs = list(fs_query.stream(**firestore_deadline(context.settings)))
-        as_of = docs[0].read_time if docs else started
-        fetched = [encode_document(doc.id, doc.to_dict()) for doc in docs]
+        docs = list(run_query(db, fs_query, **firestore_deadline(context.settings)))
+        as_of = docs[0].read_time_ns if docs else started
+        fetched = [encode_document_pb(doc.id, doc.document.fields) for doc in docs]
         deleted: list[str] = []
         if polls_deletions:
             deleted, checked_until = _deleted_since(context, db, query)
             as_of = min(as_of, checked_until)
-        return finish_page(fetched, query), format_timestamp(as_of), deleted
+        return finish_page(fetched, query), format_ns(as_of), deleted
 
     def from_snapshot(snapshot: Snapshot) -> tuple[Page, str, list[str]]:
         deleted = snapshot.deleted_since(query.updated_since) if polls_deletions else []
         return run_on_items(snapshot.items, query, load_schema(query.collection)), \
             snapshot.generated_at, deleted
 
-    started = utc_now()
+    started = to_ns(utc_now())
     (page, as_of, deleted), source = _firestore_or_snapshot(context, query.collection,
                                                              from_firestore, from_snapshot)
     listing: dict[str, Any] = {"collection": query.collection, "items": page.items,
@@ -264,23 +266,23 @@ def _compute_list(context: ReadContext, query: ReadQuery) -> tuple[CachedRespons
     return CachedResponse(200, body, http.weak_etag(head), source, len(page.items)), None
 
 
-def _deleted_since(context: ReadContext, db: Any, query: ReadQuery) -> tuple[list[str], Any]:
-    """Ids deleted since the poll's `updatedSince`, and the time up to which that is known.
+def _deleted_since(context: ReadContext, db: Any, query: ReadQuery) -> tuple[list[str], int]:
+    """Ids deleted since the poll's `updatedSince`, and the time (ns) up to which that is known.
 
     The newest tombstone's time is cached per instance: while it is not after `updatedSince`,
     no tombstone query runs, so a quiet poll costs one read. The answer is then only known up
     to when that time was read, and the poll's `asOf` must not pass it, or a deletion
     recorded in between would be skipped by the next poll.
     """
-    def read_watermark() -> tuple[tuple[Any, Any], None]:
-        checked = utc_now()
+    def read_watermark() -> tuple[tuple[int | None, int], None]:
+        checked = to_ns(utc_now())
         return (latest_tombstone(db, query.collection,
                                  **firestore_deadline(context.settings)), checked), None
 
     newest, checked = context.tombstones.get_or_compute(query.collection, read_watermark)
-    if newest is None or newest <= query.updated_since:
+    if newest is None or newest <= to_ns(query.updated_since):
         return [], checked
-    checked = utc_now()
+    checked = to_ns(utc_now())
     return deleted_since(db, query.collection, query.updated_since,
                          **firestore_deadline(context.settings)), checked
 
@@ -288,10 +290,10 @@ def _deleted_since(context: ReadContext, db: Any, query: ReadQuery) -> tuple[lis
 def _compute_get(context: ReadContext, collection: str, doc_id: str,
                  fields: tuple[str, ...] | None) -> tuple[CachedResponse, float | None]:
     def from_firestore() -> dict[str, Any] | None:
-        ref = context.db().collection(collection).document(doc_id)
-        snapshot = ref.get(field_paths=list(fields) if fields is not None else None,
-                           **firestore_deadline(context.settings))
-        return encode_document(doc_id, snapshot.to_dict() or {}) if snapshot.exists else None
+        db = context.db()
+        found, _ = get_document(db, db.collection(collection).document(doc_id), fields,
+                                **firestore_deadline(context.settings))
+        return encode_document_pb(doc_id, found.fields) if found is not None else None
 
     def from_snapshot(snapshot: Snapshot) -> dict[str, Any] | None:
         found = next((item for item in snapshot.items if item["id"] == doc_id), None)

@@ -565,6 +565,27 @@ class RebuildReport:
                 f"{self.reads} document reads)")
 
 
+def read_collection(db: Any, collection: str, *,
+                    timeout_s: float) -> tuple[dict[str, Change], int | None]:
+    """Every document of a collection (one read each) as a change to merge, by id, and the
+    read time in ns (None when the collection is empty).
+
+    The documents come as raw protobuf (`shared.firestore_wire`) and are encoded once, by the
+    encoder of the read API.
+    """
+    from shared.encoding import encode_document_pb
+    from shared.firestore_wire import run_query
+
+    changes: dict[str, Change] = {}
+    read_ns: int | None = None
+    for doc in run_query(db, db.collection(collection), timeout=timeout_s):
+        read_ns = read_ns or doc.read_time_ns
+        doc_id = doc.id
+        changes[doc_id] = Change(collection, doc_id, doc.update_time_ns,
+                                 encode_document_pb(doc_id, doc.document.fields))
+    return changes, read_ns
+
+
 def rebuild_collection(db: Any, storage_client: Any, bucket: str, collection: str, *,
                        timeout_s: float,
                        retention_s: float = DEFAULT_TOMBSTONE_RETENTION_S,
@@ -575,18 +596,13 @@ def rebuild_collection(db: Any, storage_client: Any, bucket: str, collection: st
     published by the event path) are kept as they are; snapshot documents Firestore no longer
     has are removed with a tombstone, unless they are newer than the read.
     """
-    from shared.encoding import encode_document, utc_now
+    from shared.encoding import utc_now
     from shared.events import to_ns
     from shared.tombstones import delete_tombstones, record_tombstones
 
     started_ns = to_ns(utc_now())
     deadline = time.monotonic() + deadline_s
-    fresh: dict[str, Change] = {}
-    read_ns: int | None = None
-    for doc in db.collection(collection).stream(timeout=timeout_s):
-        read_ns = read_ns or to_ns(doc.read_time)
-        fresh[doc.id] = Change(collection, doc.id, to_ns(doc.update_time),
-                               encode_document(doc.id, doc.to_dict() or {}))
+    fresh, read_ns = read_collection(db, collection, timeout_s=timeout_s)
     read_ns = read_ns or started_ns
     counts: dict[str, int] = {}
     pruned: list[str] = []

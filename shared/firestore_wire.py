@@ -1,0 +1,221 @@
+"""Firestore reads as raw protobuf messages, over the official client's own gRPC channel.
+
+`Query.stream()` turns every `RunQueryResponse` into proto-plus wrappers, then a
+`DocumentSnapshot` of Python values (datetimes, `DocumentReference`s, ...), which the read API
+then encoded to JSON again: about three quarters of an uncached read. Here the same RPCs
+(`RunQuery`, `BatchGetDocuments`) go out through the same client:
+
+- its channel (`_firestore_api._transport.grpc_channel`: its credentials, its emulator
+  handling; no second connection, no auth of our own);
+- its metadata (`google-cloud-resource-prefix` from `_rpc_metadata`, the routing header
+  `x-goog-request-params`, the `x-goog-api-client` of its transport);
+- its retry, timeout and error mapping (`google.api_core`'s `wrap_method`, as the transport
+  wraps its own stubs), and its way of resuming a query after a retryable error mid-stream
+  (`start_after` the last document received);
+- its query builder (`Query._to_protobuf()`), so the request is the one `stream()` sends;
+
+but the answers are parsed straight into the raw protobuf classes
+(`google.cloud.firestore_v1.types.RunQueryResponse.pb()`) and handed over as `Document`
+messages, for `shared.encoding.encode_document_pb`. Using the client's private members is
+deliberate: requirements.txt pins the client exactly, and tests/test_wire_encoding.py fails
+first if they change.
+"""
+
+from __future__ import annotations
+
+import operator
+import threading
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+RUN_QUERY = "/google.firestore.v1.Firestore/RunQuery"
+BATCH_GET_DOCUMENTS = "/google.firestore.v1.Firestore/BatchGetDocuments"
+
+# `retry`/`timeout` left out: the client's defaults for the method (as `stream()` does).
+_DEFAULT = object()
+
+
+@dataclass(frozen=True, slots=True)
+class WireDocument:
+    """One document as Firestore sent it: the raw `Document` message and the read time."""
+
+    document: Any  # google.cloud.firestore_v1.types.Document.pb()
+    read_time_ns: int
+
+    @property
+    def id(self) -> str:
+        """The document id (the last segment of its name)."""
+        return self.document.name.rpartition("/")[2]
+
+    @property
+    def update_time_ns(self) -> int:
+        """The document's `update_time` in nanoseconds since the epoch."""
+        return timestamp_ns(self.document.update_time)
+
+
+def timestamp_ns(timestamp: Any) -> int:
+    """A protobuf `Timestamp` as nanoseconds since the epoch."""
+    return timestamp.seconds * 1_000_000_000 + timestamp.nanos
+
+
+class _Stubs:
+    """The raw-protobuf stubs of one client, on its channel, wrapped as its transport wraps
+    its own (created once per client, on first use)."""
+
+    def __init__(self, db: Any):
+        from google.api_core import gapic_v1
+        from google.cloud.firestore_v1.services.firestore.transports.base import (
+            DEFAULT_CLIENT_INFO,
+        )
+        from google.cloud.firestore_v1.types import firestore as types
+        from google.cloud.firestore_v1.types import query as query_types
+
+        transport = db._firestore_api._transport
+        channel = transport.grpc_channel
+        serialize = operator.methodcaller("SerializeToString")
+
+        def wrap(name: str, method: str, response: Any) -> Any:
+            stub = channel.unary_stream(method, request_serializer=serialize,
+                                        response_deserializer=response.pb().FromString)
+            # The client's defaults for this method (used when a caller gives none).
+            own = transport._wrapped_methods.get(getattr(transport, name))
+            return gapic_v1.method.wrap_method(
+                stub, default_retry=getattr(own, "_retry", None),
+                default_timeout=getattr(own, "_timeout", None), client_info=DEFAULT_CLIENT_INFO)
+
+        self.run_query = wrap("run_query", RUN_QUERY, types.RunQueryResponse)
+        self.batch_get = wrap("batch_get_documents", BATCH_GET_DOCUMENTS,
+                              types.BatchGetDocumentsResponse)
+        self.run_query_request = types.RunQueryRequest.pb()
+        self.batch_get_request = types.BatchGetDocumentsRequest.pb()
+        self.structured_query = query_types.StructuredQuery.pb
+        self.default_retry = getattr(self.run_query, "_retry", None)
+        self._db = db
+        self._metadata: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
+
+    def metadata(self, key: str, value: str) -> tuple[tuple[str, str], ...]:
+        """The client's metadata plus the routing header of one request."""
+        found = self._metadata.get((key, value))
+        if found is None:
+            from google.api_core import gapic_v1
+
+            found = (*self._db._rpc_metadata,
+                     gapic_v1.routing_header.to_grpc_metadata(((key, value),)))
+            if len(self._metadata) < 256:
+                self._metadata[(key, value)] = found
+        return found
+
+
+_lock = threading.Lock()
+_stubs: weakref.WeakKeyDictionary[Any, _Stubs] = weakref.WeakKeyDictionary()
+
+
+def _stubs_of(db: Any) -> _Stubs:
+    stubs = _stubs.get(db)
+    if stubs is None:
+        with _lock:
+            stubs = _stubs.get(db)
+            if stubs is None:
+                stubs = _stubs[db] = _Stubs(db)
+    return stubs
+
+
+def _call_kwargs(retry: Any, timeout: Any) -> dict[str, Any]:
+    return {name: value for name, value in (("retry", retry), ("timeout", timeout))
+            if value is not _DEFAULT}
+
+
+def _as_query(query_or_collection: Any) -> Any:
+    if hasattr(query_or_collection, "_to_protobuf"):
+        return query_or_collection
+    from google.cloud.firestore_v1.query import Query
+
+    return Query(query_or_collection)
+
+
+def _run_query_request(stubs: _Stubs, query: Any) -> Any:
+    parent, _ = query._parent._parent_info()
+    request = stubs.run_query_request(parent=parent)
+    request.structured_query.CopyFrom(stubs.structured_query(query._to_protobuf()))
+    return request
+
+
+def run_query(db: Any, query: Any, *, retry: Any = _DEFAULT,
+              timeout: Any = _DEFAULT) -> Iterator[WireDocument]:
+    """The documents of a client `Query` (or of a whole `CollectionReference`), in order.
+
+    `retry` and `timeout` mean what they mean to `Query.stream()`; a retryable error in the
+    middle of the stream resumes after the last document received, as `stream()` does (with
+    the limit reduced by what was already received, which `stream()` forgets).
+    """
+    from google.api_core import exceptions
+
+    stubs = _stubs_of(db)
+    query = _as_query(query)
+    request = _run_query_request(stubs, query)
+    metadata = stubs.metadata("parent", request.parent)
+    kwargs = _call_kwargs(retry, timeout)
+    responses = stubs.run_query(request, metadata=metadata, **kwargs)
+    last = None
+    received = 0
+    while True:
+        try:
+            response = next(responses, None)
+        except exceptions.GoogleAPICallError as exc:
+            policy = stubs.default_retry if retry is _DEFAULT else retry
+            if policy is None or not policy._predicate(exc):
+                raise
+            resumed = _resumed_request(stubs, query, request, last, received)
+            if resumed is None:
+                return
+            responses = stubs.run_query(resumed, metadata=metadata, **kwargs)
+            continue
+        if response is None:
+            return
+        if response.HasField("document"):
+            last = response.document
+            received += 1
+            yield WireDocument(last, timestamp_ns(response.read_time))
+
+
+def _resumed_request(stubs: _Stubs, query: Any, request: Any, last: Any,
+                     received: int) -> Any | None:
+    """The request for what is left after `last` (None when the limit is already reached)."""
+    if last is None:
+        return request
+    limit = request.structured_query.limit.value \
+        if request.structured_query.HasField("limit") else None
+    if limit is not None and received >= limit:
+        return None
+    from google.cloud.firestore_v1 import _helpers
+    from google.cloud.firestore_v1.document import DocumentSnapshot
+
+    snapshot = DocumentSnapshot(query._parent.document(last.name.rpartition("/")[2]),
+                                _helpers.decode_dict(last.fields, query._client), exists=True,
+                                read_time=None, create_time=None, update_time=None)
+    resumed = _run_query_request(stubs, query.start_after(snapshot))
+    if limit is not None:
+        resumed.structured_query.limit.value = limit - received
+    return resumed
+
+
+def get_document(db: Any, reference: Any, field_paths: Any = None, *, retry: Any = _DEFAULT,
+                 timeout: Any = _DEFAULT) -> tuple[Any | None, int]:
+    """One document (`None` when it does not exist) and the read time, as `get()` reads it
+    (`BatchGetDocuments`, `field_paths` as its mask)."""
+    stubs = _stubs_of(db)
+    database = db._database_string
+    request = stubs.batch_get_request(database=database, documents=[reference._document_path])
+    if field_paths is not None:
+        request.mask.field_paths.extend(sorted(field_paths))
+    responses = stubs.batch_get(request, metadata=stubs.metadata("database", database),
+                                **_call_kwargs(retry, timeout))
+    for response in responses:
+        kind = response.WhichOneof("result")
+        if kind == "found":
+            return response.found, timestamp_ns(response.read_time)
+        if kind == "missing":
+            return None, timestamp_ns(response.read_time)
+    raise ValueError("BatchGetDocuments returned no result for the document")
