@@ -9,6 +9,12 @@ snapshot`), and when both fail the client gets a 503 with `Retry-After`. A circu
 sends requests straight to the snapshot for a cool-down after a failure, and a per-instance
 cache keeps encoded responses for `CACHE_TTL_S`, so repeated reads and 304 revalidations cost
 no Firestore reads.
+
+Firestore's answers are read as raw protobuf through the client's own channel
+(`shared.firestore_wire`) and encoded straight to the API's JSON (`shared.encoding`), without
+the client's DocumentSnapshots. A snapshot is parsed once per object generation: when its
+`CACHE_TTL_S` has passed, a request only asks Cloud Storage whether it changed (a 304 keeps
+the parsed one, with the indexes and sort orders its queries built).
 """
 
 from __future__ import annotations
@@ -92,6 +98,8 @@ class ReadContext:
     tombstones: TTLCache[tuple[Any, Any]]
     breaker: CircuitBreaker
     executor: concurrent.futures.ThreadPoolExecutor
+    # The last parsed snapshot of each collection: reused while its object keeps its generation.
+    parsed: dict[str, Snapshot] = field(default_factory=dict)
 
     @classmethod
     def create(cls, settings: Settings, *, db: Callable[[], Any] | None = None,
@@ -250,8 +258,8 @@ def _compute_list(context: ReadContext, query: ReadQuery) -> tuple[CachedRespons
 
     def from_snapshot(snapshot: Snapshot) -> tuple[Page, str, list[str]]:
         deleted = snapshot.deleted_since(query.updated_since) if polls_deletions else []
-        return run_on_items(snapshot.items, query, load_schema(query.collection)), \
-            snapshot.generated_at, deleted
+        return run_on_items(snapshot.items, query, load_schema(query.collection),
+                            snapshot.memo), snapshot.generated_at, deleted
 
     started = to_ns(utc_now())
     (page, as_of, deleted), source = _firestore_or_snapshot(context, query.collection,
@@ -296,7 +304,7 @@ def _compute_get(context: ReadContext, collection: str, doc_id: str,
         return encode_document_pb(doc_id, found.fields) if found is not None else None
 
     def from_snapshot(snapshot: Snapshot) -> dict[str, Any] | None:
-        found = next((item for item in snapshot.items if item["id"] == doc_id), None)
+        found = snapshot.item(doc_id)
         return project(found, fields) if found is not None else None
 
     item, source = _firestore_or_snapshot(context, collection, from_firestore, from_snapshot)
@@ -331,11 +339,15 @@ def _firestore_or_snapshot(context: ReadContext, collection: str,
         else:
             context.breaker.record_success()
             return result, "firestore"
+    def load() -> tuple[Snapshot, None]:
+        snapshot = load_snapshot(context.storage(), settings.snapshot_bucket, collection,
+                                 timeout_s=settings.storage_timeout_s,
+                                 known=context.parsed.get(collection))
+        context.parsed[collection] = snapshot
+        return snapshot, None
+
     try:
-        snapshot = context.snapshots.get_or_compute(
-            collection, lambda: (load_snapshot(context.storage(), settings.snapshot_bucket,
-                                               collection, timeout_s=settings.storage_timeout_s),
-                                 None))
+        snapshot = context.snapshots.get_or_compute(collection, load)
     except Unavailable as exc:
         log.error("both Firestore and the snapshot failed for %s: %s", collection, exc.message)
         raise Unavailable("the data is temporarily unavailable; retry shortly",

@@ -27,7 +27,7 @@ import calendar
 import datetime as dt
 import functools
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 UTC = dt.UTC
@@ -115,12 +115,13 @@ def _geo_point(latitude: float, longitude: float) -> dict[str, float]:
     return {"latitude": latitude, "longitude": longitude}
 
 
-def _document(doc_id: str, fields: Iterable[tuple[str, Any]],
+def _document(doc_id: str, fields: Mapping[str, Any] | Any,
               encode: Callable[[Any], Any]) -> dict[str, Any]:
+    # Keys, then a lookup each: a protobuf map's `items()` is a Python-level generator.
     encoded: dict[str, Any] = {"id": doc_id}
-    for key, value in sorted(fields):  # keys are unique: values are never compared
+    for key in sorted(fields):
         if key != "id":
-            encoded[key] = encode(value)
+            encoded[key] = encode(fields[key])
     return encoded
 
 
@@ -140,12 +141,12 @@ def encode_value_pb(value: Any) -> Any:
 
 def encode_fields_pb(fields: Any) -> dict[str, Any]:
     """A protobuf map of `Value`s (a map value), in Firestore's order."""
-    return {key: encode_value_pb(value) for key, value in fields.items()}
+    return {key: encode_value_pb(fields[key]) for key in fields}
 
 
 def encode_document_pb(doc_id: str, fields: Any) -> dict[str, Any]:
     """A document's protobuf `fields` as the API and the snapshots show it."""
-    return _document(doc_id, fields.items(), encode_value_pb)
+    return _document(doc_id, fields, encode_value_pb)
 
 
 def _reference_pb(value: Any) -> str:
@@ -201,4 +202,4 @@ def encode_value(value: Any) -> Any:
 
 def encode_document(doc_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
     """A document's Python fields as the API and the snapshots show it."""
-    return _document(doc_id, data.items(), encode_value)
+    return _document(doc_id, data, encode_value)

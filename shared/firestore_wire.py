@@ -39,10 +39,15 @@ _DEFAULT = object()
 
 @dataclass(frozen=True, slots=True)
 class WireDocument:
-    """One document as Firestore sent it: the raw `Document` message and the read time."""
+    """One document as Firestore sent it: the raw `Document` message and its read time."""
 
     document: Any  # google.cloud.firestore_v1.types.Document.pb()
-    read_time_ns: int
+    read_time: Any  # google.protobuf.Timestamp
+
+    @property
+    def read_time_ns(self) -> int:
+        """The time the document was read, in nanoseconds since the epoch."""
+        return timestamp_ns(self.read_time)
 
     @property
     def id(self) -> str:
@@ -142,6 +147,14 @@ def _run_query_request(stubs: _Stubs, query: Any) -> Any:
     return request
 
 
+def run_query_request(db: Any, query: Any) -> tuple[Any, tuple[tuple[str, str], ...]]:
+    """The `RunQueryRequest` protobuf that `stream()` sends for a client `Query` (or a whole
+    `CollectionReference`), and the metadata it sends with it."""
+    stubs = _stubs_of(db)
+    request = _run_query_request(stubs, _as_query(query))
+    return request, stubs.metadata("parent", request.parent)
+
+
 def run_query(db: Any, query: Any, *, retry: Any = _DEFAULT,
               timeout: Any = _DEFAULT) -> Iterator[WireDocument]:
     """The documents of a client `Query` (or of a whole `CollectionReference`), in order.
@@ -154,8 +167,7 @@ def run_query(db: Any, query: Any, *, retry: Any = _DEFAULT,
 
     stubs = _stubs_of(db)
     query = _as_query(query)
-    request = _run_query_request(stubs, query)
-    metadata = stubs.metadata("parent", request.parent)
+    request, metadata = run_query_request(db, query)
     kwargs = _call_kwargs(retry, timeout)
     responses = stubs.run_query(request, metadata=metadata, **kwargs)
     last = None
@@ -177,7 +189,7 @@ def run_query(db: Any, query: Any, *, retry: Any = _DEFAULT,
         if response.HasField("document"):
             last = response.document
             received += 1
-            yield WireDocument(last, timestamp_ns(response.read_time))
+            yield WireDocument(last, response.read_time)
 
 
 def _resumed_request(stubs: _Stubs, query: Any, request: Any, last: Any,

@@ -61,7 +61,11 @@ class Tombstone:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A parsed snapshot: encoded items (sorted by id) and when they were generated."""
+    """A parsed snapshot: encoded items (sorted by id) and when they were generated.
+
+    `memo` holds what queries derive from the items (an index by id, decoded columns, sort
+    orders: `shared.query.run_on_items`), computed once per parsed generation.
+    """
 
     collection: str
     items: tuple[dict[str, Any], ...]
@@ -69,6 +73,14 @@ class Snapshot:
     generation: int | None
     tombstones: tuple[Tombstone, ...] = ()
     update_times: Mapping[str, str] = field(default_factory=dict)
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def item(self, doc_id: str) -> dict[str, Any] | None:
+        """The item of a document id, or None."""
+        index = self.memo.get("by_id")
+        if index is None:
+            index = self.memo["by_id"] = {item["id"]: item for item in self.items}
+        return index.get(doc_id)
 
     def deleted_since(self, since: Any) -> list[str]:
         """Ids whose tombstone was recorded after `since` (an aware datetime), sorted."""
@@ -78,22 +90,30 @@ class Snapshot:
         return sorted(t.id for t in self.tombstones if parse_ns(t.recorded_at) > floor)
 
 
-def load_snapshot(storage_client: Any, bucket: str, collection: str, *,
-                  timeout_s: float) -> Snapshot:
-    """Download and parse a snapshot; `Unavailable` when it is missing, unreadable or invalid."""
+def load_snapshot(storage_client: Any, bucket: str, collection: str, *, timeout_s: float,
+                  known: Snapshot | None = None) -> Snapshot:
+    """Download and parse a snapshot; `Unavailable` when it is missing, unreadable or invalid.
+
+    `known` is a snapshot parsed earlier: while the object is still at its generation, it comes
+    back as it is (a conditional GET answered 304: no download, no parse).
+    """
     from google.api_core import exceptions as gexc
     from google.api_core.retry import Retry
 
-    blob = storage_client.bucket(bucket).blob(snapshot_path(collection))
     retry = Retry(initial=0.1, maximum=1.0, multiplier=2.0, timeout=timeout_s)
+    unless = known.generation if known is not None else None
     try:
-        raw = blob.download_as_bytes(timeout=timeout_s, retry=retry)
-    except gexc.NotFound:
-        raise Unavailable(f"no snapshot of {collection} yet") from None
+        found = _download(storage_client, bucket, snapshot_path(collection), timeout_s=timeout_s,
+                          unless_generation=unless, retry=retry)
     except (gexc.GoogleAPIError, OSError, ValueError) as exc:
         raise Unavailable(f"snapshot of {collection} unreadable: {type(exc).__name__}") from None
+    if found is None:
+        raise Unavailable(f"no snapshot of {collection} yet")
+    raw, generation = found
+    if known is not None and unless and generation == unless and not raw:
+        return known
     try:
-        return parse_snapshot(collection, raw, blob.generation)
+        return parse_snapshot(collection, raw, generation)
     except ValueError as exc:
         raise Unavailable(f"snapshot of {collection} is invalid: {exc}") from None
 
@@ -165,7 +185,8 @@ def _upload(storage_client: Any, bucket: str, name: str, body: bytes, *, timeout
 
 
 def _download(storage_client: Any, bucket: str, name: str, *, timeout_s: float,
-              unless_generation: int | None = None) -> tuple[bytes, int] | None:
+              unless_generation: int | None = None,
+              retry: Any = None) -> tuple[bytes, int] | None:
     """(body, generation) of an object, None when it does not exist; other errors raise.
 
     With `unless_generation`, an object still at that generation is not downloaded again:
@@ -174,7 +195,7 @@ def _download(storage_client: Any, bucket: str, name: str, *, timeout_s: float,
     from google.api_core import exceptions as gexc
 
     blob = storage_client.bucket(bucket).blob(name)
-    kwargs: dict[str, Any] = {"timeout": timeout_s, "retry": None}
+    kwargs: dict[str, Any] = {"timeout": timeout_s, "retry": retry}
     if unless_generation:
         kwargs["if_generation_not_match"] = unless_generation
     try:
