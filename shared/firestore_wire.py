@@ -39,25 +39,29 @@ _DEFAULT = object()
 
 @dataclass(frozen=True, slots=True)
 class WireDocument:
-    """One document as Firestore sent it: the raw `Document` message and its read time."""
+    """One document as Firestore sent it, in the raw `RunQueryResponse` that carried it."""
 
-    document: Any  # google.cloud.firestore_v1.types.Document.pb()
-    read_time: Any  # google.protobuf.Timestamp
+    response: Any  # google.cloud.firestore_v1.types.RunQueryResponse.pb()
 
     @property
-    def read_time_ns(self) -> int:
-        """The time the document was read, in nanoseconds since the epoch."""
-        return timestamp_ns(self.read_time)
+    def document(self) -> Any:
+        """The raw `Document` message (`name`, `fields`, `create_time`, `update_time`)."""
+        return self.response.document
 
     @property
     def id(self) -> str:
         """The document id (the last segment of its name)."""
-        return self.document.name.rpartition("/")[2]
+        return self.response.document.name.rpartition("/")[2]
+
+    @property
+    def read_time_ns(self) -> int:
+        """The time the document was read, in nanoseconds since the epoch."""
+        return timestamp_ns(self.response.read_time)
 
     @property
     def update_time_ns(self) -> int:
         """The document's `update_time` in nanoseconds since the epoch."""
-        return timestamp_ns(self.document.update_time)
+        return timestamp_ns(self.response.document.update_time)
 
 
 def timestamp_ns(timestamp: Any) -> int:
@@ -189,7 +193,7 @@ def run_query(db: Any, query: Any, *, retry: Any = _DEFAULT,
         if response.HasField("document"):
             last = response.document
             received += 1
-            yield WireDocument(last, response.read_time)
+            yield WireDocument(response)
 
 
 def _resumed_request(stubs: _Stubs, query: Any, request: Any, last: Any,

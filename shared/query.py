@@ -396,9 +396,10 @@ def finish_page(fetched: list[dict[str, Any]], query: ReadQuery) -> Page:
 
 
 def project(item: Mapping[str, Any], fields: tuple[str, ...] | None) -> dict[str, Any]:
-    """Keep `id` and the requested fields (all fields when no projection)."""
+    """Keep `id` and the requested fields; without a projection, the item itself (items are
+    never changed once encoded: a snapshot's are shared by every request)."""
     if fields is None:
-        return dict(item)
+        return item if isinstance(item, dict) else dict(item)
     return {"id": item["id"], **{name: item[name] for name in fields if name in item}}
 
 
