@@ -1,9 +1,10 @@
-"""The oracle of tests/test_wire_encoding.py: the read path as it was before it read raw
-protobuf (commit ec00aa6), frozen here on purpose.
+"""The oracle of tests/test_wire_encoding.py and tests/test_snapshot_generation.py: the read
+path as it was before it read raw protobuf (commit ec00aa6), frozen here on purpose.
 
-Its encoder is a verbatim copy of that commit's `shared/encoding.py`, and its reads go through
-the Python client's object layer (`Query.stream()`, `DocumentReference.get()`, `to_dict()`).
-The tests compare the new path's bytes with these; do not "fix" or share code with it.
+Its encoder is a verbatim copy of that commit's `shared/encoding.py`, its reads go through the
+Python client's object layer (`Query.stream()`, `DocumentReference.get()`, `to_dict()`), and
+its snapshot query evaluation is that commit's `run_on_items`. The tests compare the new
+path's bytes and pages with these; do not "fix" or share code with it.
 """
 
 from __future__ import annotations
@@ -106,3 +107,39 @@ def collection_items(db: Any, collection: str) -> bytes:
     items = [encode_document(doc.id, doc.to_dict() or {})
              for doc in db.collection(collection).stream(timeout=30)]
     return http.dumps(sorted(items, key=lambda item: item["id"]))
+
+
+# --- the snapshot path's query evaluation (a filter, then a sort, on every request) ------------
+
+def run_on_items(items: Any, query: ReadQuery, schema: Any) -> Any:
+    """Answer `query` from encoded items (a snapshot) exactly as Firestore would."""
+    from shared.query import _decode_typed, _matches, sort_key
+
+    def typed(item: Mapping[str, Any], field: str) -> tuple[Any, bool]:
+        if field not in item:
+            return None, False
+        try:
+            return _decode_typed(schema.field_types.get(field, "string"), item[field]), True
+        except (TypeError, ValueError):
+            return item[field], True
+
+    filters = query.all_filters()
+    selected = []
+    for item in items:
+        if all(_matches(*typed(item, f.field), f) for f in filters):
+            if query.order_field is None:
+                selected.append(((), item))
+            else:
+                value, present = typed(item, query.order_field)
+                if present:
+                    selected.append((sort_key(value), item))
+    selected.sort(key=lambda pair: (pair[0], pair[1]["id"]), reverse=query.descending)
+    if query.cursor is not None:
+        position = ((sort_key(query.cursor.value) if query.order_field else ()),
+                    query.cursor.doc_id)
+        if query.descending:
+            selected = [p for p in selected if (p[0], p[1]["id"]) < position]
+        else:
+            selected = [p for p in selected if (p[0], p[1]["id"]) > position]
+    page = [item for _, item in selected[: query.limit + 1]]
+    return finish_page(page, query)
