@@ -4,7 +4,10 @@ For each size (2,000 and 10,000 user documents by default: `--sizes`) it times, 
 against the Firestore emulator (`FIRESTORE_EMULATOR_HOST` when set, else one it starts):
   a) the raw client: `stream()` of the whole collection into dicts
   w) the wire floor: the read function's own RunQuery through the client's channel, the
-     answer left as bytes (no decoding at all)
+     answer left as bytes (no decoding at all), read on the calling thread as the function
+     reads it
+  w0) the same with grpc's default stream iterator (a thread hand-off per message), which the
+     client's `stream()` uses (for information: the targets are against w)
   b) the read function, uncached (GET /users?limit=N through the WSGI stack)
   c) the same request answered from the per-instance cache
   d) a 304 revalidation (If-None-Match)
@@ -14,8 +17,8 @@ against the Firestore emulator (`FIRESTORE_EMULATOR_HOST` when set, else one it 
      only when its generation changed
 and counts Firestore document reads per request of b, c, d and of an `updatedSince` poll with
 no change, when the emulator can count them (otherwise it says why and skips those rows).
-a, w and b are measured in rounds, each round in another order (a w b, w b a, b a w), so that
-machine noise hits all three alike. Exit status 1 when a target is missed.
+a, w, b and w0 are measured in rounds, each round in another order (a w b w0, w b w0 a, ...),
+so that machine noise hits them alike. Exit status 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ def main() -> int:
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)),
                         help="comma list of collection sizes (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=15,
-                        help="rounds of a/w/b per size (default: %(default)s)")
+                        help="rounds of a/w/b/w0 per size (default: %(default)s)")
     parser.add_argument("--requests", type=int, default=200,
                         help="samples of the cheap rows c, d, f, g (default: %(default)s)")
     parser.add_argument("--outage-samples", type=int, default=20,
@@ -109,18 +112,21 @@ def _read_counter(firestore_emu, project):
             lambda: reset_firestore_stats(firestore_emu, project)), None
 
 
-def _wire_floor(db, url_query):
-    """A callable that runs the read function's own RunQuery through the client's channel and
-    drops the answer's bytes undecoded: what the network and the emulator cost alone."""
-    from shared.firestore_wire import RUN_QUERY, run_query_request
+def _wire_floors(db, url_query):
+    """Two callables that run the read function's own RunQuery through the client's channel
+    and drop the answer's bytes undecoded: what the network and the emulator cost alone.
+    The first reads the stream as the read function does (on the calling thread), the second
+    with grpc's default iterator (what the client's `stream()` uses)."""
+    from shared.firestore_wire import RUN_QUERY, run_query_request, unary_stream
     from shared.query import to_firestore_query
 
     request, metadata = run_query_request(db, to_firestore_query(db.collection("users"),
                                                                  url_query))
     channel = db._firestore_api._transport.grpc_channel
-    stub = channel.unary_stream(RUN_QUERY, request_serializer=lambda m: m.SerializeToString(),
-                                response_deserializer=None)
-    return lambda: sum(1 for _ in stub(request, metadata=metadata, timeout=60))
+    ours = unary_stream(channel, RUN_QUERY)
+    default = channel.unary_stream(RUN_QUERY, request_serializer=lambda m: m.SerializeToString())
+    return (lambda: sum(1 for _ in ours(request, metadata=metadata, timeout=60)),
+            lambda: sum(1 for _ in default(request, metadata=metadata, timeout=60)))
 
 
 def _snapshot_answers(api, urls: list[str]) -> list[float]:
@@ -171,8 +177,8 @@ def _run_size(docs: int, args, firestore_emu) -> list[tuple[str, float, str, boo
     uncached = read_api_client(context(CACHE_TTL_S="0"))
     cached = read_api_client(context(CACHE_TTL_S="3600"))
     url = f"/users?limit={docs}"
-    wire = _wire_floor(db, parse_list_query([("limit", str(docs))], load_schema("users"),
-                                            default_limit=100, max_limit=docs))
+    wire, wire_default = _wire_floors(db, parse_list_query(
+        [("limit", str(docs))], load_schema("users"), default_limit=100, max_limit=docs))
 
     def raw_stream() -> None:
         assert len([snap.to_dict() for snap in db.collection("users").stream(timeout=60)]) \
@@ -185,17 +191,19 @@ def _run_size(docs: int, args, firestore_emu) -> list[tuple[str, float, str, boo
     def wire_floor() -> None:
         assert wire() >= docs
 
+    def wire_floor_default() -> None:
+        assert wire_default() >= docs
+
+    timed = {"a": raw_stream, "w": wire_floor, "b": function_uncached, "w0": wire_floor_default}
     for _ in range(2):  # warm every path (channel, imports, caches)
-        raw_stream()
-        wire_floor()
-        function_uncached()
+        for measure in timed.values():
+            measure()
     assert uncached.get(url).json["count"] == docs
-    print(f"[{docs} documents] a/w/b: {args.rounds} rounds ...", flush=True)
-    timed = {"a": raw_stream, "w": wire_floor, "b": function_uncached}
+    print(f"[{docs} documents] a/w/b/w0: {args.rounds} rounds ...", flush=True)
     samples: dict[str, list[float]] = {name: [] for name in timed}
     order = list(timed)
     for round_ in range(args.rounds):
-        for name in order[round_ % 3:] + order[:round_ % 3]:
+        for name in order[round_ % len(order):] + order[:round_ % len(order)]:
             started = time.perf_counter()
             timed[name]()
             samples[name].append(time.perf_counter() - started)
@@ -264,6 +272,7 @@ def _run_size(docs: int, args, firestore_emu) -> list[tuple[str, float, str, boo
           f"{OUTAGE_TIMEOUT_S} for e-g")
     for name, values in (("a) raw client stream() into dicts", samples["a"]),
                          ("w) wire floor: RunQuery bytes, no decoding", samples["w"]),
+                         ("w0) the same, grpc's default stream iterator", samples["w0"]),
                          ("b) read function, uncached", samples["b"]),
                          ("c) read function, cached", cache_t),
                          ("d) 304 revalidation", revalidate_t),
@@ -272,7 +281,8 @@ def _run_size(docs: int, args, firestore_emu) -> list[tuple[str, float, str, boo
                          ("g) later requests during the outage, CACHE_TTL_S=0",
                           outage_uncached)):
         print(row(name, values))
-    print(f"  ratios of medians: b/a {b / a:.3f}, b/w {b / w:.3f}, w/a {w / a:.3f}; "
+    print(f"  ratios of medians: b/a {b / a:.3f}, b/w {b / w:.3f}, w/a {w / a:.3f}, "
+          f"w0/w {statistics.median(samples['w0']) / w:.3f}; "
           f"medians of per-round ratios: b/a {paired_b_a:.3f}, b/w {paired_b_w:.3f}")
     checks = [
         (f"{docs}: b/a (uncached function / raw stream)", b / a, f"<= {TARGET_B_A}",
