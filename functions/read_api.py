@@ -247,9 +247,12 @@ def _compute_list(context: ReadContext, query: ReadQuery) -> tuple[CachedRespons
     def from_firestore() -> tuple[Page, str, list[str]]:
         db = context.db()
         fs_query = to_firestore_query(db.collection(query.collection), query)
-        docs = list(run_query(db, fs_query, **firestore_deadline(context.settings)))
-        as_of = docs[0].read_time_ns if docs else started
-        fetched = [encode_document_pb(doc.id, doc.document.fields) for doc in docs]
+        as_of, fetched = None, []
+        # Each document is encoded as it arrives, while the next ones are still on their way.
+        for doc in run_query(db, fs_query, **firestore_deadline(context.settings)):
+            as_of = as_of or doc.read_time_ns
+            fetched.append(encode_document_pb(doc.id, doc.document.fields))
+        as_of = as_of or started
         deleted: list[str] = []
         if polls_deletions:
             deleted, checked_until = _deleted_since(context, db, query)
