@@ -342,6 +342,7 @@ def _firestore_or_snapshot(context: ReadContext, collection: str,
         else:
             context.breaker.record_success()
             return result, "firestore"
+
     def load() -> tuple[Snapshot, None]:
         snapshot = load_snapshot(context.storage(), settings.snapshot_bucket, collection,
                                  timeout_s=settings.storage_timeout_s,
