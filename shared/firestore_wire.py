@@ -29,7 +29,6 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 RUN_QUERY = "/google.firestore.v1.Firestore/RunQuery"
@@ -39,21 +38,19 @@ BATCH_GET_DOCUMENTS = "/google.firestore.v1.Firestore/BatchGetDocuments"
 _DEFAULT = object()
 
 
-@dataclass(frozen=True, slots=True)
 class WireDocument:
     """One document as Firestore sent it, in the raw `RunQueryResponse` that carried it."""
 
-    response: Any  # google.cloud.firestore_v1.types.RunQueryResponse.pb()
+    __slots__ = ("document", "response")
 
-    @property
-    def document(self) -> Any:
-        """The raw `Document` message (`name`, `fields`, `create_time`, `update_time`)."""
-        return self.response.document
+    def __init__(self, response: Any):
+        self.response = response  # google.cloud.firestore_v1.types.RunQueryResponse.pb()
+        self.document = response.document  # its `Document`: name, fields, update_time, ...
 
     @property
     def id(self) -> str:
         """The document id (the last segment of its name)."""
-        return self.response.document.name.rpartition("/")[2]
+        return self.document.name.rpartition("/")[2]
 
     @property
     def read_time_ns(self) -> int:
@@ -63,7 +60,7 @@ class WireDocument:
     @property
     def update_time_ns(self) -> int:
         """The document's `update_time` in nanoseconds since the epoch."""
-        return timestamp_ns(self.response.document.update_time)
+        return timestamp_ns(self.document.update_time)
 
 
 def timestamp_ns(timestamp: Any) -> int:
@@ -101,7 +98,8 @@ class _Stubs:
         self.batch_get_request = types.BatchGetDocumentsRequest.pb()
         self.structured_query = query_types.StructuredQuery.pb
         self.default_retry = getattr(self.run_query, "_retry", None)
-        self._db = db
+        # Not the client itself: these stubs are the value of a weak-keyed cache of clients.
+        self._rpc_metadata = tuple(db._rpc_metadata)
         self._metadata: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
 
     def metadata(self, key: str, value: str) -> tuple[tuple[str, str], ...]:
@@ -110,7 +108,7 @@ class _Stubs:
         if found is None:
             from google.api_core import gapic_v1
 
-            found = (*self._db._rpc_metadata,
+            found = (*self._rpc_metadata,
                      gapic_v1.routing_header.to_grpc_metadata(((key, value),)))
             if len(self._metadata) < 256:
                 self._metadata[(key, value)] = found
@@ -219,9 +217,10 @@ def run_query(db: Any, query: Any, *, retry: Any = _DEFAULT,
         if response is None:
             return
         if response.HasField("document"):
-            last = response.document
+            doc = WireDocument(response)
+            last = doc.document
             received += 1
-            yield WireDocument(response)
+            yield doc
 
 
 def _resumed_request(stubs: _Stubs, query: Any, request: Any, last: Any,

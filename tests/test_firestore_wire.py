@@ -99,6 +99,21 @@ def test_no_second_channel_is_opened(firestore_client, monkeypatch):
     assert _stubs_of(firestore_client) is _stubs_of(firestore_client), "created once per client"
 
 
+def test_a_client_that_goes_away_takes_its_stubs_along(emulators, project_id):
+    import gc
+
+    from shared.firestore_wire import _stubs
+
+    client = firestore_client_at(emulators.firestore.host, project_id)
+    list(run_query(client, client.collection("users"), timeout=5))
+    assert client in _stubs
+    before = len(_stubs)
+    client.close()
+    del client
+    gc.collect()
+    assert len(_stubs) == before - 1
+
+
 def test_streams_are_read_on_the_calling_thread(firestore_client):
     from shared.firestore_wire import RUN_QUERY, unary_stream
 
