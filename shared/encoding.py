@@ -152,6 +152,10 @@ def _reference_pb(value: Any) -> str:
     return path if found else name
 
 
+def _timestamp_pb(stamp: Any) -> str:
+    return format_epoch(stamp.seconds, stamp.nanos)
+
+
 def _unknown_pb(value: Any) -> Any:
     raise TypeError(f"cannot encode a Firestore value of kind {value.WhichOneof('value_type')}")
 
@@ -160,8 +164,7 @@ _PB_KINDS: dict[str | None, Callable[[Any], Any]] = {
     "null_value": lambda value: None,
     None: lambda value: None,
     "double_value": lambda value: _double(value.double_value),
-    "timestamp_value": lambda value: format_epoch(value.timestamp_value.seconds,
-                                                  value.timestamp_value.nanos),
+    "timestamp_value": lambda value: _timestamp_pb(value.timestamp_value),
     "bytes_value": lambda value: _bytes(value.bytes_value),
     "reference_value": _reference_pb,
     "geo_point_value": lambda value: _geo_point(value.geo_point_value.latitude,
