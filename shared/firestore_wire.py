@@ -124,7 +124,8 @@ def unary_stream(channel: Any, method: str, response_deserializer: Any = None) -
     documents, measured). Its `SingleThreadedUnaryStream` variant reads the call's own
     completion queue in the caller instead; grpc offers it only as an option when a channel
     is created, and the channel is the client's, so the callable is built the way grpc builds
-    it under that option. A grpc without that class gets the default callable.
+    it under that option. A grpc without that class (or with another constructor) gets the
+    default callable: slower, never wrong (tests/test_firestore_wire.py notices).
     """
     import grpc
 
@@ -133,8 +134,11 @@ def unary_stream(channel: Any, method: str, response_deserializer: Any = None) -
                      None)
     core, target = getattr(channel, "_channel", None), getattr(channel, "_target", None)
     if single is not None and core is not None and isinstance(target, str):
-        return single(core, method.encode(), target.encode(), serialize, response_deserializer,
-                      None)
+        try:
+            return single(core, method.encode(), target.encode(), serialize,
+                          response_deserializer, None)
+        except TypeError:
+            pass
     return channel.unary_stream(method, request_serializer=serialize,
                                 response_deserializer=response_deserializer)
 
