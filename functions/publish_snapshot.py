@@ -73,7 +73,7 @@ from typing import Any
 
 from shared.encoding import encode_document
 from shared.errors import AppError, BadRequest, Unavailable
-from shared.events import DocumentChange, EventError, decode_cloud_event, to_ns
+from shared.events import DocumentChange, EventError, decode_cloud_event
 from shared.settings import Settings, get_settings
 from shared.snapshots import (
     Change,
@@ -82,6 +82,7 @@ from shared.snapshots import (
     SnapshotState,
     manifest_entry,
     merge_and_write,
+    read_collection,
     rebuild_collection,
     update_manifest,
 )
@@ -455,10 +456,10 @@ class Publisher:
         """No usable snapshot yet: start from the whole collection (N reads, once)."""
         log.warning("no usable snapshot of %s: building it from Firestore first", collection)
         state = SnapshotState(collection)
-        for doc in self._db().collection(collection).stream(
-                timeout=max(self.settings.storage_timeout_s, 30.0)):
-            state.apply(Change(collection, doc.id, to_ns(doc.update_time),
-                               encode_document(doc.id, doc.to_dict() or {})))
+        changes, _ = read_collection(self._db(), collection,
+                                     timeout_s=max(self.settings.storage_timeout_s, 30.0))
+        for change in changes.values():
+            state.apply(change)
         return state
 
     def _scan_pending(self, scan_up_to: int) -> tuple[list[Any], list[Change]]:

@@ -9,6 +9,12 @@ snapshot`), and when both fail the client gets a 503 with `Retry-After`. A circu
 sends requests straight to the snapshot for a cool-down after a failure, and a per-instance
 cache keeps encoded responses for `CACHE_TTL_S`, so repeated reads and 304 revalidations cost
 no Firestore reads.
+
+Firestore's answers are read as raw protobuf through the client's own channel
+(`shared.firestore_wire`) and encoded straight to the API's JSON (`shared.encoding`), without
+the client's DocumentSnapshots. A snapshot is parsed once per object generation: when its
+`CACHE_TTL_S` has passed, a request only asks Cloud Storage whether it changed (a 304 keeps
+the parsed one, with the indexes and sort orders its queries built).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +36,7 @@ from shared.auth import authenticate, check_app_check
 from shared.breaker import CircuitBreaker
 from shared.cache import TTLCache
 from shared.clients import firestore_deadline, get_db, get_storage
-from shared.encoding import encode_document, format_timestamp, utc_now
+from shared.encoding import encode_document_pb, utc_now
 from shared.errors import (
     AppError,
     BadRequest,
@@ -38,6 +44,8 @@ from shared.errors import (
     NotFound,
     Unavailable,
 )
+from shared.events import format_ns, to_ns
+from shared.firestore_wire import get_document, run_query
 from shared.logs import request_context, request_log
 from shared.query import (
     Page,
@@ -93,6 +101,8 @@ class ReadContext:
     tombstones: TTLCache[tuple[Any, Any]]
     breaker: CircuitBreaker
     executor: concurrent.futures.ThreadPoolExecutor
+    # The last parsed snapshot of each collection: reused while its object keeps its generation.
+    parsed: dict[str, Snapshot] = field(default_factory=dict)
 
     @classmethod
     def create(cls, settings: Settings, *, db: Callable[[], Any] | None = None,
@@ -239,22 +249,24 @@ def _compute_list(context: ReadContext, query: ReadQuery) -> tuple[CachedRespons
 
     def from_firestore() -> tuple[Page, str, list[str]]:
         db = context.db()
-        docs = _run_firestore_query(db.collection(query.collection), query,
-                                    firestore_deadline(context.settings))
-        as_of = docs[0].read_time if docs else started
-        fetched = [encode_document(doc.id, doc.to_dict()) for doc in docs]
+        as_of, fetched = None, []
+        # Each document is encoded as it arrives, while the next ones are still on their way.
+        for doc in _run_firestore_query(db, query, firestore_deadline(context.settings)):
+            as_of = as_of or doc.read_time_ns
+            fetched.append(encode_document_pb(doc.id, doc.document.fields))
+        as_of = as_of or started
         deleted: list[str] = []
         if polls_deletions:
             deleted, checked_until = _deleted_since(context, db, query)
             as_of = min(as_of, checked_until)
-        return finish_page(fetched, query), format_timestamp(as_of), deleted
+        return finish_page(fetched, query), format_ns(as_of), deleted
 
     def from_snapshot(snapshot: Snapshot) -> tuple[Page, str, list[str]]:
         deleted = snapshot.deleted_since(query.updated_since) if polls_deletions else []
-        return run_on_items(snapshot.items, query, load_schema(query.collection)), \
-            snapshot.generated_at, deleted
+        return run_on_items(snapshot.items, query, load_schema(query.collection),
+                            snapshot.memo), snapshot.generated_at, deleted
 
-    started = utc_now()
+    started = to_ns(utc_now())
     (page, as_of, deleted), source = _firestore_or_snapshot(context, query.collection,
                                                              from_firestore, from_snapshot)
     listing: dict[str, Any] = {"collection": query.collection, "items": page.items,
@@ -267,40 +279,44 @@ def _compute_list(context: ReadContext, query: ReadQuery) -> tuple[CachedRespons
     return CachedResponse(200, body, http.weak_etag(head), source, len(page.items)), None
 
 
-def _run_firestore_query(collection_ref: Any, query: ReadQuery,
-                         deadline: dict[str, Any]) -> list[Any]:
-    """The documents of one page (`limit + 1`), with the key-scan fallback for `orderBy=-id`."""
+def _run_firestore_query(db: Any, query: ReadQuery, deadline: dict[str, Any]) -> Iterator[Any]:
+    """The documents of one page (`limit + 1`) as they arrive, with the fallback plan for
+    `orderBy=-id` where the engine refuses a descending key scan (see shared.query)."""
     from google.api_core.exceptions import FailedPrecondition
 
+    collection_ref = db.collection(query.collection)
+    if not is_descending_key_scan(query):
+        yield from run_query(db, to_firestore_query(collection_ref, query), **deadline)
+        return
     try:
-        return list(to_firestore_query(collection_ref, query).stream(**deadline))
+        # A refusal comes before the first document: buffer this one kind of page.
+        docs = list(run_query(db, to_firestore_query(collection_ref, query), **deadline))
     except FailedPrecondition as exc:
-        if not is_descending_key_scan(query):
-            raise
         log.warning("Firestore refused a descending id scan of %s (%s): scanning ascending "
                     "instead; deploy firestore.indexes.json (__name__ DESCENDING)",
                     query.collection, str(exc)[:120])
-    scan = to_ascending_key_scan(collection_ref, query).stream(**deadline)
-    return list(reversed(collections.deque(scan, maxlen=query.limit + 1)))
+        scan = run_query(db, to_ascending_key_scan(collection_ref, query), **deadline)
+        docs = list(reversed(collections.deque(scan, maxlen=query.limit + 1)))
+    yield from docs
 
 
-def _deleted_since(context: ReadContext, db: Any, query: ReadQuery) -> tuple[list[str], Any]:
-    """Ids deleted since the poll's `updatedSince`, and the time up to which that is known.
+def _deleted_since(context: ReadContext, db: Any, query: ReadQuery) -> tuple[list[str], int]:
+    """Ids deleted since the poll's `updatedSince`, and the time (ns) up to which that is known.
 
     The newest tombstone's time is cached per instance: while it is not after `updatedSince`,
     no tombstone query runs, so a quiet poll costs one read. The answer is then only known up
     to when that time was read, and the poll's `asOf` must not pass it, or a deletion
     recorded in between would be skipped by the next poll.
     """
-    def read_watermark() -> tuple[tuple[Any, Any], None]:
-        checked = utc_now()
+    def read_watermark() -> tuple[tuple[int | None, int], None]:
+        checked = to_ns(utc_now())
         return (latest_tombstone(db, query.collection,
                                  **firestore_deadline(context.settings)), checked), None
 
     newest, checked = context.tombstones.get_or_compute(query.collection, read_watermark)
-    if newest is None or newest <= query.updated_since:
+    if newest is None or newest <= to_ns(query.updated_since):
         return [], checked
-    checked = utc_now()
+    checked = to_ns(utc_now())
     return deleted_since(db, query.collection, query.updated_since,
                          **firestore_deadline(context.settings)), checked
 
@@ -308,13 +324,13 @@ def _deleted_since(context: ReadContext, db: Any, query: ReadQuery) -> tuple[lis
 def _compute_get(context: ReadContext, collection: str, doc_id: str,
                  fields: tuple[str, ...] | None) -> tuple[CachedResponse, float | None]:
     def from_firestore() -> dict[str, Any] | None:
-        ref = context.db().collection(collection).document(doc_id)
-        snapshot = ref.get(field_paths=list(fields) if fields is not None else None,
-                           **firestore_deadline(context.settings))
-        return encode_document(doc_id, snapshot.to_dict() or {}) if snapshot.exists else None
+        db = context.db()
+        found, _ = get_document(db, db.collection(collection).document(doc_id), fields,
+                                **firestore_deadline(context.settings))
+        return encode_document_pb(doc_id, found.fields) if found is not None else None
 
     def from_snapshot(snapshot: Snapshot) -> dict[str, Any] | None:
-        found = next((item for item in snapshot.items if item["id"] == doc_id), None)
+        found = snapshot.item(doc_id)
         return project(found, fields) if found is not None else None
 
     item, source = _firestore_or_snapshot(context, collection, from_firestore, from_snapshot)
@@ -349,11 +365,16 @@ def _firestore_or_snapshot(context: ReadContext, collection: str,
         else:
             context.breaker.record_success()
             return result, "firestore"
+
+    def load() -> tuple[Snapshot, None]:
+        snapshot = load_snapshot(context.storage(), settings.snapshot_bucket, collection,
+                                 timeout_s=settings.storage_timeout_s,
+                                 known=context.parsed.get(collection))
+        context.parsed[collection] = snapshot
+        return snapshot, None
+
     try:
-        snapshot = context.snapshots.get_or_compute(
-            collection, lambda: (load_snapshot(context.storage(), settings.snapshot_bucket,
-                                               collection, timeout_s=settings.storage_timeout_s),
-                                 None))
+        snapshot = context.snapshots.get_or_compute(collection, load)
     except Unavailable as exc:
         log.error("both Firestore and the snapshot failed for %s: %s", collection, exc.message)
         raise Unavailable("the data is temporarily unavailable; retry shortly",

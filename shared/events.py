@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import AppError
+from shared.firestore_wire import timestamp_ns
 
 EVENT_TYPE_PREFIX = "google.cloud.firestore.document.v1."
 WRITTEN = EVENT_TYPE_PREFIX + "written"
@@ -158,9 +159,9 @@ def from_ns(ns: int) -> dt.datetime:
 
 def format_ns(ns: int) -> str:
     """RFC 3339 UTC with up to nine fractional digits (the encoder's format)."""
-    from shared.encoding import format_timestamp
+    from shared.encoding import format_epoch
 
-    return format_timestamp(from_ns(ns))
+    return format_epoch(*divmod(ns, 1_000_000_000))
 
 
 def parse_ns(text: str) -> int:
@@ -173,10 +174,6 @@ def parse_ns(text: str) -> int:
     whole = parse_timestamp(match.group(1) + match.group(3))
     fraction = (match.group(2) or ".")[1:]
     return int(whole.timestamp()) * 1_000_000_000 + int((fraction + "0" * 9)[:9])
-
-
-def _timestamp_ns(pb: Any) -> int:
-    return pb.seconds * 1_000_000_000 + pb.nanos
 
 
 # --- decoding ----------------------------------------------------------------------------------
@@ -216,8 +213,8 @@ def decode_event(attributes: Mapping[str, Any], data: Any) -> DocumentChange:
         document_id=segments[-1],
         value=_decode_fields(value.fields, refs) if value is not None else None,
         old_value=_decode_fields(old_value.fields, refs) if old_value is not None else None,
-        update_time_ns=_timestamp_ns(value.update_time) if value is not None else None,
-        old_update_time_ns=(_timestamp_ns(old_value.update_time)
+        update_time_ns=timestamp_ns(value.update_time) if value is not None else None,
+        old_update_time_ns=(timestamp_ns(old_value.update_time)
                             if old_value is not None else None),
         update_mask=tuple(message.update_mask.field_paths),
     )

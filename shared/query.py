@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import datetime as dt
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -324,36 +325,66 @@ def _matches(value: Any, present: bool, flt: Filter) -> bool:
 
 
 def run_on_items(items: Iterable[Mapping[str, Any]], query: ReadQuery,
-                 schema: CollectionSchema) -> Page:
-    """Answer `query` from encoded items (a snapshot) exactly as Firestore would."""
-    def typed(item: Mapping[str, Any], field: str) -> tuple[Any, bool]:
-        if field not in item:
-            return None, False
-        try:
-            return _decode_typed(schema.field_types.get(field, "string"), item[field]), True
-        except (TypeError, ValueError):
-            return item[field], True
+                 schema: CollectionSchema, memo: dict[Any, Any] | None = None) -> Page:
+    """Answer `query` from encoded items (a snapshot) exactly as Firestore would.
 
-    filters = query.all_filters()
-    selected = []
-    for item in items:
-        if all(_matches(*typed(item, f.field), f) for f in filters):
-            if query.order_field is None:
-                selected.append(((), item))
+    `memo` is a dict kept with the items (a parsed snapshot keeps one per generation): each
+    field's decoded values and each sort order are computed once in it, so a later query walks
+    its sort order from the cursor (a binary search) and stops when its page is full.
+    """
+    items = items if isinstance(items, Sequence) else list(items)
+    memo = {} if memo is None else memo
+
+    def column(field: str) -> list[tuple[Any, bool]]:
+        found = memo.get(("column", field))
+        if found is None:
+            kind = schema.field_types.get(field, "string")
+            found = memo[("column", field)] = [_typed(item, field, kind) for item in items]
+        return found
+
+    def ordered(field: str | None) -> tuple[list[tuple[Any, str]], list[int]]:
+        """Sort keys `(value's sort key, id)` ascending and the items' positions in that order;
+        items lacking the field are left out, as Firestore does."""
+        found = memo.get(("order", field))
+        if found is None:
+            if field is None:
+                pairs = [(((), item["id"]), index) for index, item in enumerate(items)]
             else:
-                value, present = typed(item, query.order_field)
-                if present:
-                    selected.append((sort_key(value), item))
-    selected.sort(key=lambda pair: (pair[0], pair[1]["id"]), reverse=query.descending)
+                pairs = [((sort_key(value), items[index]["id"]), index)
+                         for index, (value, present) in enumerate(column(field)) if present]
+            pairs.sort(key=lambda pair: pair[0])
+            found = memo[("order", field)] = ([key for key, _ in pairs],
+                                               [index for _, index in pairs])
+        return found
+
+    keys, positions = ordered(query.order_field)
+    start, stop = 0, len(positions)
     if query.cursor is not None:
         position = ((sort_key(query.cursor.value) if query.order_field else ()),
                     query.cursor.doc_id)
         if query.descending:
-            selected = [p for p in selected if (p[0], p[1]["id"]) < position]
+            stop = bisect.bisect_left(keys, position)
         else:
-            selected = [p for p in selected if (p[0], p[1]["id"]) > position]
-    page = [item for _, item in selected[: query.limit + 1]]
+            start = bisect.bisect_right(keys, position)
+    checks = [(column(flt.field), flt) for flt in query.all_filters()]
+    page: list[dict[str, Any]] = []
+    for rank in (range(stop - 1, start - 1, -1) if query.descending else range(start, stop)):
+        index = positions[rank]
+        if all(_matches(*values[index], flt) for values, flt in checks):
+            page.append(items[index])
+            if len(page) > query.limit:
+                break
     return finish_page(page, query)
+
+
+def _typed(item: Mapping[str, Any], field: str, kind: str) -> tuple[Any, bool]:
+    """A field of an encoded item decoded by its declared type, and whether it is present."""
+    if field not in item:
+        return None, False
+    try:
+        return _decode_typed(kind, item[field]), True
+    except (TypeError, ValueError):
+        return item[field], True
 
 
 def finish_page(fetched: list[dict[str, Any]], query: ReadQuery) -> Page:
@@ -365,9 +396,10 @@ def finish_page(fetched: list[dict[str, Any]], query: ReadQuery) -> Page:
 
 
 def project(item: Mapping[str, Any], fields: tuple[str, ...] | None) -> dict[str, Any]:
-    """Keep `id` and the requested fields (all fields when no projection)."""
+    """Keep `id` and the requested fields; without a projection, the item itself (items are
+    never changed once encoded: a snapshot's are shared by every request)."""
     if fields is None:
-        return dict(item)
+        return item if isinstance(item, dict) else dict(item)
     return {"id": item["id"], **{name: item[name] for name in fields if name in item}}
 
 

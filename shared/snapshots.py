@@ -61,7 +61,11 @@ class Tombstone:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A parsed snapshot: encoded items (sorted by id) and when they were generated."""
+    """A parsed snapshot: encoded items (sorted by id) and when they were generated.
+
+    `memo` holds what queries derive from the items (an index by id, decoded columns, sort
+    orders: `shared.query.run_on_items`), computed once per parsed generation.
+    """
 
     collection: str
     items: tuple[dict[str, Any], ...]
@@ -69,6 +73,14 @@ class Snapshot:
     generation: int | None
     tombstones: tuple[Tombstone, ...] = ()
     update_times: Mapping[str, str] = field(default_factory=dict)
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def item(self, doc_id: str) -> dict[str, Any] | None:
+        """The item of a document id, or None."""
+        index = self.memo.get("by_id")
+        if index is None:
+            index = self.memo["by_id"] = {item["id"]: item for item in self.items}
+        return index.get(doc_id)
 
     def deleted_since(self, since: Any) -> list[str]:
         """Ids whose tombstone was recorded after `since` (an aware datetime), sorted."""
@@ -78,22 +90,30 @@ class Snapshot:
         return sorted(t.id for t in self.tombstones if parse_ns(t.recorded_at) > floor)
 
 
-def load_snapshot(storage_client: Any, bucket: str, collection: str, *,
-                  timeout_s: float) -> Snapshot:
-    """Download and parse a snapshot; `Unavailable` when it is missing, unreadable or invalid."""
+def load_snapshot(storage_client: Any, bucket: str, collection: str, *, timeout_s: float,
+                  known: Snapshot | None = None) -> Snapshot:
+    """Download and parse a snapshot; `Unavailable` when it is missing, unreadable or invalid.
+
+    `known` is a snapshot parsed earlier: while the object is still at its generation, it comes
+    back as it is (a conditional GET answered 304: no download, no parse).
+    """
     from google.api_core import exceptions as gexc
     from google.api_core.retry import Retry
 
-    blob = storage_client.bucket(bucket).blob(snapshot_path(collection))
     retry = Retry(initial=0.1, maximum=1.0, multiplier=2.0, timeout=timeout_s)
+    unless = known.generation if known is not None else None
     try:
-        raw = blob.download_as_bytes(timeout=timeout_s, retry=retry)
-    except gexc.NotFound:
-        raise Unavailable(f"no snapshot of {collection} yet") from None
+        found = _download(storage_client, bucket, snapshot_path(collection), timeout_s=timeout_s,
+                          unless_generation=unless, retry=retry)
     except (gexc.GoogleAPIError, OSError, ValueError) as exc:
         raise Unavailable(f"snapshot of {collection} unreadable: {type(exc).__name__}") from None
+    if found is None:
+        raise Unavailable(f"no snapshot of {collection} yet")
+    raw, generation = found
+    if known is not None and unless and generation == unless and not raw:
+        return known
     try:
-        return parse_snapshot(collection, raw, blob.generation)
+        return parse_snapshot(collection, raw, generation)
     except ValueError as exc:
         raise Unavailable(f"snapshot of {collection} is invalid: {exc}") from None
 
@@ -165,7 +185,8 @@ def _upload(storage_client: Any, bucket: str, name: str, body: bytes, *, timeout
 
 
 def _download(storage_client: Any, bucket: str, name: str, *, timeout_s: float,
-              unless_generation: int | None = None) -> tuple[bytes, int] | None:
+              unless_generation: int | None = None,
+              retry: Any = None) -> tuple[bytes, int] | None:
     """(body, generation) of an object, None when it does not exist; other errors raise.
 
     With `unless_generation`, an object still at that generation is not downloaded again:
@@ -174,7 +195,7 @@ def _download(storage_client: Any, bucket: str, name: str, *, timeout_s: float,
     from google.api_core import exceptions as gexc
 
     blob = storage_client.bucket(bucket).blob(name)
-    kwargs: dict[str, Any] = {"timeout": timeout_s, "retry": None}
+    kwargs: dict[str, Any] = {"timeout": timeout_s, "retry": retry}
     if unless_generation:
         kwargs["if_generation_not_match"] = unless_generation
     try:
@@ -565,6 +586,27 @@ class RebuildReport:
                 f"{self.reads} document reads)")
 
 
+def read_collection(db: Any, collection: str, *,
+                    timeout_s: float) -> tuple[dict[str, Change], int | None]:
+    """Every document of a collection (one read each) as a change to merge, by id, and the
+    read time in ns (None when the collection is empty).
+
+    The documents come as raw protobuf (`shared.firestore_wire`) and are encoded once, by the
+    encoder of the read API.
+    """
+    from shared.encoding import encode_document_pb
+    from shared.firestore_wire import run_query
+
+    changes: dict[str, Change] = {}
+    read_ns: int | None = None
+    for doc in run_query(db, db.collection(collection), timeout=timeout_s):
+        read_ns = read_ns or doc.read_time_ns
+        doc_id = doc.id
+        changes[doc_id] = Change(collection, doc_id, doc.update_time_ns,
+                                 encode_document_pb(doc_id, doc.document.fields))
+    return changes, read_ns
+
+
 def rebuild_collection(db: Any, storage_client: Any, bucket: str, collection: str, *,
                        timeout_s: float,
                        retention_s: float = DEFAULT_TOMBSTONE_RETENTION_S,
@@ -575,18 +617,13 @@ def rebuild_collection(db: Any, storage_client: Any, bucket: str, collection: st
     published by the event path) are kept as they are; snapshot documents Firestore no longer
     has are removed with a tombstone, unless they are newer than the read.
     """
-    from shared.encoding import encode_document, utc_now
+    from shared.encoding import utc_now
     from shared.events import to_ns
     from shared.tombstones import delete_tombstones, record_tombstones
 
     started_ns = to_ns(utc_now())
     deadline = time.monotonic() + deadline_s
-    fresh: dict[str, Change] = {}
-    read_ns: int | None = None
-    for doc in db.collection(collection).stream(timeout=timeout_s):
-        read_ns = read_ns or to_ns(doc.read_time)
-        fresh[doc.id] = Change(collection, doc.id, to_ns(doc.update_time),
-                               encode_document(doc.id, doc.to_dict() or {}))
+    fresh, read_ns = read_collection(db, collection, timeout_s=timeout_s)
     read_ns = read_ns or started_ns
     counts: dict[str, int] = {}
     pruned: list[str] = []

@@ -81,21 +81,28 @@ def deleted_since(db: Any, collection: str, since: dt.datetime, **call: Any) -> 
     """Ids whose tombstone was recorded after `since` (sorted); `call` holds retry/timeout."""
     from google.cloud.firestore_v1.base_query import FieldFilter
 
+    from shared.firestore_wire import run_query
+
     query = tombstone_collection(db, collection).where(
         filter=FieldFilter("recordedAt", ">", since))
-    return sorted({snapshot.id for snapshot in query.stream(**call)})
+    return sorted({doc.id for doc in run_query(db, query, **call)})
 
 
-def latest_tombstone(db: Any, collection: str, **call: Any) -> dt.datetime | None:
-    """When the newest tombstone of `collection` was recorded (None: there is none).
+def latest_tombstone(db: Any, collection: str, **call: Any) -> int | None:
+    """When the newest tombstone of `collection` was recorded, in ns (None: there is none).
 
     One document read at most. The read API caches it per instance for `CACHE_TTL_S`, so a
     poll with no deletion skips the tombstone query and costs only its own query's read.
     """
     from google.cloud.firestore_v1 import Query
 
+    from shared.firestore_wire import run_query, timestamp_ns
+
     newest = (tombstone_collection(db, collection)
               .order_by("recordedAt", direction=Query.DESCENDING).limit(1))
-    for snapshot in newest.stream(**call):
-        return snapshot.get("recordedAt")
+    for doc in run_query(db, newest, **call):
+        recorded = doc.document.fields.get("recordedAt")
+        if recorded is None or recorded.WhichOneof("value_type") != "timestamp_value":
+            return None
+        return timestamp_ns(recorded.timestamp_value)
     return None
