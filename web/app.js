@@ -1,5 +1,6 @@
 // The demo dashboard: plain DOM code on top of data-client.js (no framework, no build step).
 import { ApiError, ValidationError, createDataClient } from './data-client.js';
+import { connectFirestore, loadWebConfig } from './firebase-live.js';
 
 const COLLECTIONS = ['users', 'jobs'];
 const USER_FIELDS = ['id', 'name', 'email', 'role', 'status', 'location', 'hourlyRate', 'skills'];
@@ -33,7 +34,10 @@ function readConfig() {
   const project = params.get('project') || meta('dashboard-project') || 'demo-dashboard';
   const pollMs = Math.max(250, Number(params.get('poll')) || 5000);
   const apiHost = new URL(api, location.href).hostname;
-  return { api, project, pollMs, local: LOOPBACK.has(apiHost) && project.startsWith('demo-') };
+  const local = LOOPBACK.has(apiHost) && project.startsWith('demo-');
+  // `?live=0`: polling only. `?user=viewer` (local stack only): signed in without the admin claim.
+  return { api, project, pollMs, local, live: params.get('live') !== '0',
+    viewer: local && params.get('user') === 'viewer' };
 }
 
 // --- LOCAL STACK ONLY: an unsigned admin ID token -------------------------------------------
@@ -43,7 +47,12 @@ function readConfig() {
 // address and the project is a demo- one; the deployed functions refuse such a token (they
 // verify Google's RS256 signature). A real page passes
 //   getIdToken: (force) => firebase.auth().currentUser?.getIdToken(force)
-function localEmulatorToken(project) {
+function localUser(viewer) {
+  return viewer ? { sub: 'local-demo-viewer', user_id: 'local-demo-viewer', email: 'viewer@example.com' }
+    : { sub: 'local-demo-admin', user_id: 'local-demo-admin', email: 'admin@example.com', admin: true };
+}
+
+function localEmulatorToken(project, viewer) {
   const encode = (value) => btoa(JSON.stringify(value))
     .replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
   return async () => {
@@ -51,17 +60,25 @@ function localEmulatorToken(project) {
     const claims = {
       iss: `https://securetoken.google.com/${project}`,
       aud: project,
-      sub: 'local-demo-admin',
-      user_id: 'local-demo-admin',
-      email: 'admin@example.com',
       iat: now - 5,
       auth_time: now - 5,
       exp: now + 3600,
-      admin: true,
+      ...localUser(viewer),
       firebase: { sign_in_provider: 'custom', identities: {} },
     };
     return `${encode({ alg: 'none', typ: 'JWT' })}.${encode(claims)}.`;
   };
+}
+
+// Live mode: Firestore listeners through the Firebase Web SDK, when the page has a Firebase
+// config (a deployed page: <meta name="dashboard-firebase">; the local stack tells its own).
+// Without one, or when the SDK cannot load, the client polls the functions.
+function startLive() {
+  if (!config.live) return null;
+  return loadWebConfig(config).then((web) => {
+    if (!web) throw new Error('no Firebase web config: polling the functions');
+    return connectFirestore(web, { mockUserToken: config.local ? localUser(config.viewer) : null });
+  });
 }
 
 // --- formatting ----------------------------------------------------------------------------------
@@ -106,15 +123,17 @@ function pill(value, kind) {
 // --- the page ----------------------------------------------------------------------------------
 
 const config = readConfig();
+const live = startLive();
 const client = createDataClient({
   baseUrl: config.api,
   collections: COLLECTIONS,
-  getIdToken: config.local ? localEmulatorToken(config.project) : undefined,
+  getIdToken: config.local ? localEmulatorToken(config.project, config.viewer) : undefined,
   pollMs: config.pollMs,
   pageSize: 1000, // the read API's default MAX_LIMIT: one request per collection (the client
   // falls back to the server's default page size if a deployment allows less)
+  live,
 });
-window.dashboard = { client, config }; // for the console and the browser tests
+window.dashboard = { client, config, live }; // for the console and the browser tests
 
 const view = {
   users: { detail: null, error: null, filter: '' },
@@ -123,18 +142,23 @@ const view = {
 };
 
 $('#api-label').textContent = config.api;
-$('#footer').textContent = `Polling every ${config.pollMs / 1000} s · data-client.js · `
-  + 'Firestore, then the Cloud Storage snapshot, then this tab\'s copy (5 min)';
+$('#footer').textContent = `${config.live ? 'Live (Firestore listeners), else p' : 'P'}olling `
+  + `every ${config.pollMs / 1000} s · data-client.js · Firestore, then the Cloud Storage `
+  + 'snapshot, then this tab\'s copy (5 min)';
 if (config.local) {
   const chip = $('#auth-chip');
   chip.hidden = false;
-  chip.textContent = 'local admin · unsigned emulator token';
+  chip.textContent = `local ${config.viewer ? 'viewer (no admin claim)' : 'admin'} · unsigned emulator token`;
   chip.title = 'Local stack only: the page signs in with an unsigned token the auth emulator path accepts';
 }
 
 // --- badges ------------------------------------------------------------------------------------
 
 const SOURCE_LABEL = { firestore: 'firestore', snapshot: 'snapshot', cache: 'cached copy' };
+const MODE_TITLE = {
+  live: 'Live: Firestore listeners bring every change as it happens.',
+  polling: 'Polling the functions (live updates are off or unavailable).',
+};
 
 function renderBadge(name) {
   const badge = $(`#${name}-badge`);
@@ -147,13 +171,16 @@ function renderBadge(name) {
   }
   badge.dataset.source = detail.source;
   badge.dataset.stale = String(detail.stale);
+  badge.dataset.mode = detail.mode ?? '';
   const age = detail.freshAt ? ago(Date.now() - detail.freshAt) : '?';
   const when = age === 'just now' ? 'just now' : `${age} old`;
   const label = SOURCE_LABEL[detail.source] ?? detail.source;
-  badge.textContent = detail.stale ? `${label} · stale · ${when}` : `${label} · ${when}`;
+  const mode = detail.mode === 'polling' ? 'polling · ' : '';
+  badge.textContent = detail.mode === 'live' ? 'live · firestore'
+    : detail.stale ? `${label} · stale · ${when}` : `${mode}${label} · ${when}`;
   badge.title = detail.stale
     ? `The API cannot be reached: showing this tab's last good copy (data as of ${detail.asOf ?? '?'}).`
-    : `Served from ${detail.source}; data as of ${detail.asOf ?? '?'}.`;
+    : `${MODE_TITLE[detail.mode] ?? ''} Served from ${detail.source}; data as of ${detail.asOf ?? '?'}.`.trim();
 }
 
 // --- tables -------------------------------------------------------------------------------------
