@@ -224,6 +224,7 @@ class _Writer:
         batch.delete(self.collection.document(doc_id),
                      option=self.db.write_option(last_update_time=snapshot.update_time))
         stage_tombstone(batch, self.db, self.schema.name, doc_id,
+                        deleted_version=snapshot.update_time,
                         retention_s=self.tombstone_retention_s)
         try:
             batch.commit(**self.deadline)

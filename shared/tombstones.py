@@ -4,7 +4,8 @@ A deleted document leaves nothing in Firestore to query, so each deletion is rec
 
 - by the write API's DELETE, in the same atomic commit as the delete itself
   (`stage_tombstone`): a dashboard listening to `_tombstones/<collection>/ids` (live mode of
-  `web/data-client.js`, readable by admins per `firestore.rules`) learns it at once;
+  `web/data-client.js`, readable by admins per `firestore.rules`) learns it at once. It also
+  holds `deletedVersion`, the update time (ns) of the version it deleted;
 - by the snapshot publisher, for every deletion it publishes (deletes made directly in
   Firestore, by a migration, ...), twice, written together:
 
@@ -16,9 +17,11 @@ A deleted document leaves nothing in Firestore to query, so each deletion is rec
 - in the snapshot body (`tombstones`: id, deletedAt, recordedAt), so the snapshot path answers
   the same question when Firestore is down.
 
-The publisher does not write a tombstone again when one at least as new as the deletion is
-there already (the write API's): a second write would move `recordedAt` and cost every
-listening dashboard one more read.
+The publisher does not write a tombstone again when it records the same deletion (the write
+API's): one committed at or after the deletion, or one whose `deletedVersion` is the version
+the deletion event removed (its `old_value`; the emulator's event time is the publish time cut
+to the second, which can fall after the commit). A second write would move `recordedAt` and
+cost every listening dashboard one more read.
 
 A document deleted and then created again keeps its tombstone (until pruned): a client applies
 `deleted` first and then `items`, and ends with the document. Tombstones older than
@@ -52,29 +55,34 @@ def tombstone_fields(doc_id: str, deleted_at: Any, expire_at: dt.datetime) -> di
             "expireAt": expire_at}
 
 
-def stage_tombstone(batch: Any, db: Any, collection: str, doc_id: str, *,
+def stage_tombstone(batch: Any, db: Any, collection: str, doc_id: str, *, deleted_version: Any,
                     retention_s: float) -> None:
     """Add the tombstone of a delete to the batch that deletes the document, so both commit
-    together: `deletedAt` and `recordedAt` are the commit's server time."""
+    together: `deletedAt` and `recordedAt` are the commit's server time; `deleted_version` is
+    the update time of the version the batch deletes (its precondition)."""
     from google.cloud import firestore
 
     from shared.encoding import utc_now
+    from shared.events import to_ns
 
-    batch.set(tombstone_collection(db, collection).document(doc_id),
-              tombstone_fields(doc_id, firestore.SERVER_TIMESTAMP,
-                               utc_now() + dt.timedelta(seconds=retention_s)))
+    batch.set(tombstone_collection(db, collection).document(doc_id), {
+        **tombstone_fields(doc_id, firestore.SERVER_TIMESTAMP,
+                           utc_now() + dt.timedelta(seconds=retention_s)),
+        "deletedVersion": to_ns(deleted_version)})
 
 
 def record_tombstones(db: Any, collection: str, deleted: Iterable[tuple[str, int]], *,
-                      retention_s: float, timeout_s: float) -> int | None:
-    """Write one tombstone per `(id, deleted_ns)` unless one at least as new is there already;
+                      retention_s: float, timeout_s: float,
+                      removed_versions: dict[str, int] | None = None) -> int | None:
+    """Write one tombstone per `(id, deleted_ns)` unless the same deletion is recorded already;
     returns the latest commit time in ns, of the written or the found ones (None when there
     was nothing to record).
 
-    A tombstone committed at or after `deleted_ns` (the write API commits it with the delete)
-    is kept as it is: one read per id here instead of one more read per listening dashboard.
-    A tombstone written twice only moves its `recordedAt`, which makes a poll report the id
-    once more (deleting an absent id is a no-op for the client).
+    A tombstone committed at or after `deleted_ns`, or whose `deletedVersion` is the version
+    the deletion removed (`removed_versions[id]`, from the event, when known), is kept as it
+    is: one read per id here instead of one more read per listening dashboard. A tombstone
+    written twice only moves its `recordedAt`, which makes a poll report the id once more
+    (deleting an absent id is a no-op for the client).
     """
     from shared.events import from_ns, to_ns
 
@@ -83,14 +91,16 @@ def record_tombstones(db: Any, collection: str, deleted: Iterable[tuple[str, int
     latest: int | None = None
     for start in range(0, len(pending), BATCH_LIMIT):
         chunk = pending[start:start + BATCH_LIMIT]
-        found = {snapshot.id: to_ns(snapshot.update_time) for snapshot in db.get_all(
+        found = {snapshot.id: snapshot for snapshot in db.get_all(
             [target.document(doc_id) for doc_id, _ in chunk], timeout=timeout_s)
             if snapshot.exists}
         batch = db.batch()
         writes = 0
         for doc_id, deleted_ns in chunk:
-            if found.get(doc_id, -1) >= deleted_ns:
-                latest = max(latest or 0, found[doc_id])
+            existing = found.get(doc_id)
+            if existing is not None and _records(existing, deleted_ns,
+                                                 (removed_versions or {}).get(doc_id)):
+                latest = max(latest or 0, to_ns(existing.update_time))
                 continue
             deleted_at = from_ns(deleted_ns)
             batch.set(target.document(doc_id), tombstone_fields(
@@ -101,6 +111,16 @@ def record_tombstones(db: Any, collection: str, deleted: Iterable[tuple[str, int
             if results:
                 latest = max(latest or 0, to_ns(results[0].update_time))
     return latest
+
+
+def _records(tombstone: Any, deleted_ns: int, removed_version: int | None) -> bool:
+    """Whether a stored tombstone records this deletion already."""
+    from shared.events import to_ns
+
+    if to_ns(tombstone.update_time) >= deleted_ns:
+        return True
+    return removed_version is not None and \
+        (tombstone.to_dict() or {}).get("deletedVersion") == removed_version
 
 
 def delete_tombstones(db: Any, collection: str, ids: Iterable[str], *, timeout_s: float) -> int:

@@ -37,6 +37,7 @@ def test_an_api_delete_commits_its_tombstone_in_the_same_commit(api, admin, fire
     assert tombstone.get("id") == "u_0001"
     assert tombstone.get("deletedAt") == tombstone.get("recordedAt") > before.get("updatedAt")
     assert tombstone.get("expireAt") - tombstone.get("deletedAt") > dt.timedelta(days=29)
+    assert tombstone.get("deletedVersion") == to_ns(before.update_time), "the version it removed"
     # A poll from before the delete lists it (the read API reads the same tombstones).
     as_of = before.get("updatedAt").isoformat().replace("+00:00", "Z")
     assert api.get(f"/users?updatedSince={as_of}").json["deleted"] == ["u_0001"]
@@ -87,6 +88,24 @@ def test_record_keeps_a_tombstone_as_new_as_the_deletion_and_rewrites_an_older_o
     assert to_ns(moved.update_time) > kept_ns and to_ns(moved.get("deletedAt")) // 1000 \
         == later_ns // 1000
     assert record_tombstones(firestore_client, "users", [], retention_s=1, timeout_s=1) is None
+
+
+def test_record_knows_the_same_deletion_by_the_version_it_removed(firestore_client):
+    """The emulator's event time is the publish time cut to the second, which can fall after
+    the delete's commit: the tombstone then looks older than the deletion, and the version the
+    deletion removed (the event's old_value) tells whether it records the same one."""
+    firestore_client.document(TOMBSTONE.format("u_1")).set({"id": "u_1", "deletedVersion": 42})
+    committed = firestore_client.document(TOMBSTONE.format("u_1")).get().update_time
+    later_ns = to_ns(committed) + 500_000_000
+
+    record_tombstones(firestore_client, "users", [("u_1", later_ns)], retention_s=60,
+                      timeout_s=10, removed_versions={"u_1": 42})
+    assert firestore_client.document(TOMBSTONE.format("u_1")).get().update_time == committed
+
+    record_tombstones(firestore_client, "users", [("u_1", later_ns)], retention_s=60,
+                      timeout_s=10, removed_versions={"u_1": 43})  # a version created since
+    again = firestore_client.document(TOMBSTONE.format("u_1")).get()
+    assert again.update_time > committed and "deletedVersion" not in again.to_dict()
 
 
 def test_the_publisher_keeps_the_tombstone_of_an_api_delete(

@@ -53,7 +53,7 @@ export const TOMBSTONES = '_tombstones';
 const LIVE_RETRY_MAX_MS = 10 * 60 * 1000;
 // Google's emulator answers each change with a RESET, which the SDK reports as a moment
 // "from cache": only a longer spell counts as lost.
-const LIVE_GRACE_MS = 2000;
+const LIVE_GRACE_MS = 5000;
 // The listeners start this much before the read's asOf: a write whose server timestamp is
 // earlier than the read but that commits after it (the emulator: up to ~0.4 s) is not missed.
 const LIVE_SLACK_MS = 2000;
@@ -61,6 +61,7 @@ const LIVE_SLACK_MS = 2000;
 // PUBLISH_WAIT_S (60 s) later: listening from a snapshot answer starts that much earlier.
 const LIVE_SNAPSHOT_SLACK_MS = 60 * 1000;
 const PROBE_TIMEOUT_MS = 3000;
+const PROBE_CONFIRM_MS = 1000; // a failed probe is tried again this soon before it counts
 const CACHE_FORMAT = 1;
 const CACHE_REFRESH_MS = 60 * 1000; // re-save an unchanged copy at most this often
 const WRITE_LOG_MS = 5 * 60 * 1000; // local writes replayed over responses older than them
@@ -269,7 +270,7 @@ export class DataClient extends EventTarget {
   #listeners = [];
   #live = null; // { sdk, db } once the injected SDK is there
   #liveError = null;
-  #probe = { url: null, timer: null, down: false, working: false, paused: false };
+  #probe = { url: null, timer: null, down: false, working: false, paused: false, failed: 0 };
 
   constructor(options = {}) {
     super();
@@ -1075,6 +1076,7 @@ export class DataClient extends EventTarget {
     const ok = await this.#probeOnce(probe.url);
     if (ok) {
       probe.working = true;
+      probe.failed = 0;
       if (probe.down) {
         // Live again once the listeners have answered from the server after reconnecting.
         const reconnects = Boolean(this.#live?.sdk.disableNetwork && this.#live?.sdk.enableNetwork);
@@ -1088,6 +1090,12 @@ export class DataClient extends EventTarget {
       probe.url = null; // it never answered (blocked by a policy?): rely on the SDK alone
       return;
     } else if (!probe.down) {
+      // Two failures in a row: one may be a busy moment.
+      probe.failed += 1;
+      if (probe.failed < 2) {
+        this.#scheduleProbe(PROBE_CONFIRM_MS);
+        return;
+      }
       this.#eachMode(() => { probe.down = true; });
     }
     this.#scheduleProbe(this.#opts.liveProbeMs);

@@ -94,9 +94,10 @@ def _serve_in_thread(app) -> tuple[str, object]:
 
 
 class LocalStack:
-    """`python -m dev.stack` on emulators of its own; every part can be stopped by a test."""
+    """`python -m dev.stack` on emulators of its own; every part can be stopped by a test.
+    `env`: settings that replace the tests' ones (the live benchmark runs the defaults)."""
 
-    def __init__(self, name: str, extra_origins: list[str]):
+    def __init__(self, name: str, extra_origins: list[str], env: dict[str, str] | None = None):
         self.name = name
         self.port = harness.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -108,12 +109,12 @@ class LocalStack:
                                                  functions_emulator=f"127.0.0.1:{self.port}")
         try:
             self.storage = harness.start_storage(log_path=ARTIFACTS / f"{prefix}-storage.log")
-            self._start(extra_origins)
+            self._start(extra_origins, env or {})
         except BaseException:
             self.stop()
             raise
 
-    def _start(self, extra_origins: list[str]) -> None:
+    def _start(self, extra_origins: list[str], overrides: dict[str, str]) -> None:
         env = {key: value for key, value in os.environ.items()
                if not key.startswith(("FIRESTORE_EMULATOR", "STORAGE_EMULATOR"))}
         env.update({
@@ -130,6 +131,7 @@ class LocalStack:
             "BREAKER_COOLDOWN_S": "2",
             "CACHE_TTL_S": "1",
             "PYTHONUNBUFFERED": "1",
+            **overrides,
         })
         env.pop("PORT", None)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

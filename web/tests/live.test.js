@@ -177,14 +177,14 @@ describe('live mode', () => {
     const { client, sdk, clock, calls } = env;
     const before = calls();
     sdk.offline();
-    await clock.advance(1000);
+    await clock.advance(4000);
     sdk.online();
     await clock.advance(5000);
     assert.equal(client.state('users').mode, 'live');
     assert.equal(calls(), before);
 
     sdk.offline();
-    await clock.advance(2500);
+    await clock.advance(5500);
     assert.equal(client.state('users').mode, 'polling');
     assert.equal(calls(), before + 1);
     sdk.online();
@@ -206,6 +206,9 @@ describe('live mode', () => {
     const before = calls();
     net.firestoreUp = false; // the SDK itself has not noticed (it takes ~30 s in Chromium)
     await clock.advance(LIVE_PROBE_MS);
+    assert.equal(client.state('users').mode, 'live', 'one failed probe may be a busy moment');
+    await clock.advance(1000);
+    assert.equal(net.probes, 4, 'tried again a second later');
     assert.equal(client.state('users').mode, 'polling');
     assert.equal(calls(), before + 1);
     await clock.advance(10_000);
