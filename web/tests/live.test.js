@@ -60,6 +60,14 @@ async function started(env) {
 
 const ids = (detail) => detail.items.map((item) => item.id);
 
+/** Live, and no function call for a while: polling has stopped. */
+async function assertLiveAndQuiet({ client, clock, calls }) {
+  assert.equal(client.state('users').mode, 'live');
+  const now = calls();
+  await clock.advance(20_000);
+  assert.equal(calls(), now, 'polling stopped');
+}
+
 describe('live mode', () => {
   test('listens from the first answer\'s asOf; then a quiet minute costs no call and no read', async () => {
     const env = await started(setup());
@@ -149,9 +157,7 @@ describe('live mode', () => {
     const anchor = [...sdk.listeners][0].query.filter.value;
     assert.equal(anchor.seconds * 1000 + anchor.nanoseconds / 1e6, Date.parse(cursor) - 2000,
       'from the last answer that brought changes');
-    const now = calls();
-    await clock.advance(30_000);
-    assert.equal(calls(), now, 'polling stopped');
+    await assertLiveAndQuiet(env);
     client.stop();
   });
 
@@ -189,10 +195,7 @@ describe('live mode', () => {
     assert.equal(calls(), before + 1);
     sdk.online();
     await flush();
-    assert.equal(client.state('users').mode, 'live');
-    const now = calls();
-    await clock.advance(20_000);
-    assert.equal(calls(), now);
+    await assertLiveAndQuiet(env);
     client.stop();
   });
 
@@ -217,10 +220,7 @@ describe('live mode', () => {
     net.firestoreUp = true;
     await clock.advance(LIVE_PROBE_MS);
     assert.deepEqual(sdk.calls, ['disableNetwork', 'enableNetwork'], 'reconnects at once');
-    assert.equal(client.state('users').mode, 'live');
-    const now = calls();
-    await clock.advance(20_000);
-    assert.equal(calls(), now);
+    await assertLiveAndQuiet(env);
     client.stop();
   });
 
