@@ -253,24 +253,69 @@ const TABLES = {
   jobs: { row: jobRow, search: ['id', 'title', 'client', 'status', 'location'], noun: 'jobs' },
 };
 
+// Rows are kept per document and rebuilt only when its item changed (the client hands out the
+// same object until then): in live mode a table re-renders on every change anywhere, and
+// rebuilding every row each time would cost the page's main thread (and reset an armed
+// Delete button or the row being edited).
+const rowCache = { users: new Map(), jobs: new Map() }; // id -> { item, node }
+
+function cachedRows(name, items) {
+  const cache = rowCache[name];
+  const rows = items.map((item) => {
+    const hit = cache.get(item.id);
+    if (hit && hit.item === item) return hit.node;
+    const node = TABLES[name].row(item);
+    cache.set(item.id, { item, node });
+    return node;
+  });
+  if (cache.size > items.length) {
+    const present = new Set(items.map((item) => item.id));
+    for (const id of cache.keys()) if (!present.has(id)) cache.delete(id);
+  }
+  return rows;
+}
+
+// One render per animation frame, whatever the number of events in between.
+const pendingRender = new Set();
+function scheduleRender(name) {
+  if (pendingRender.has(name)) return;
+  pendingRender.add(name);
+  requestAnimationFrame(() => {
+    pendingRender.delete(name);
+    renderTable(name);
+  });
+}
+
+/** Make `parent`'s children exactly `nodes`, touching only what differs: one change, one
+ * row inserted or removed, so the browser lays out little (a whole table costs it ~30 ms). */
+function syncChildren(parent, nodes) {
+  const wanted = new Set(nodes);
+  for (const child of [...parent.children]) if (!wanted.has(child)) child.remove();
+  let current = parent.firstElementChild;
+  for (const node of nodes) {
+    if (node === current) current = current.nextElementSibling;
+    else parent.insertBefore(node, current);
+  }
+}
+
 function renderTable(name) {
   const { detail, error, filter } = view[name];
   const table = TABLES[name];
   const tbody = $(`#${name}-table tbody`);
-  const fragment = document.createDocumentFragment();
+  const rows = [];
   if (!detail || !detail.source) {
     const text = error ? `Cannot load ${table.noun}: ${error.message}. Retrying…` : `Loading ${table.noun}…`;
-    fragment.append(el('tr', { class: 'empty' }, el('td', { colSpan: 7, text })));
+    rows.push(el('tr', { class: 'empty' }, el('td', { colSpan: 7, text })));
   } else {
     const shown = detail.items.filter((item) => matches(item, filter, table.search));
-    for (const item of shown) fragment.append(table.row(item));
+    rows.push(...cachedRows(name, shown));
     if (shown.length === 0) {
-      fragment.append(el('tr', { class: 'empty' },
+      rows.push(el('tr', { class: 'empty' },
         el('td', { colSpan: 7, text: filter ? `No ${table.noun} match “${filter}”.` : `No ${table.noun} yet.` })));
     }
     $(`#${name}-count`).textContent = filter ? `${shown.length} of ${detail.items.length}` : String(detail.items.length);
   }
-  tbody.replaceChildren(fragment);
+  syncChildren(tbody, rows);
   renderBadge(name);
 }
 
@@ -278,7 +323,7 @@ for (const name of COLLECTIONS) {
   window.addEventListener(`${name}DataChanged`, (event) => {
     view[name].detail = event.detail;
     view[name].error = null;
-    renderTable(name);
+    scheduleRender(name);
   });
   const input = $(`#${name}-filter`);
   input.addEventListener('input', () => {
