@@ -178,9 +178,11 @@ function renderBadge(name) {
   const mode = detail.mode === 'polling' ? 'polling · ' : '';
   badge.textContent = detail.mode === 'live' ? 'live · firestore'
     : detail.stale ? `${label} · stale · ${when}` : `${mode}${label} · ${when}`;
-  badge.title = detail.stale
+  const liveError = config.live && detail.mode !== 'live' ? client.usage(name).liveError : null;
+  badge.title = (detail.stale
     ? `The API cannot be reached: showing this tab's last good copy (data as of ${detail.asOf ?? '?'}).`
-    : `${MODE_TITLE[detail.mode] ?? ''} Served from ${detail.source}; data as of ${detail.asOf ?? '?'}.`.trim();
+    : `${MODE_TITLE[detail.mode] ?? ''} Served from ${detail.source}; data as of ${detail.asOf ?? '?'}.`.trim())
+    + (liveError ? ` Live updates unavailable: ${liveError.message}` : '');
 }
 
 // --- tables -------------------------------------------------------------------------------------
