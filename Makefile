@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8080
 
-.PHONY: dev test lint bench bench-publish bench-migrate bench-status deploy rules-test install clean
+.PHONY: dev test lint bench bench-publish bench-migrate bench-status bench-live deploy rules-test install clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ deploy:
 ## Snapshot publisher benchmark (reads per event, writes per burst, trailing edge, rebuild).
 bench-publish: install
 	$(PY) bench/publish_bench.py
+
+## Live-mode benchmark in headless Chromium on the local stack: propagation p50/p95 (live vs
+## polling every 5 s vs an SSE stream from a function), reads per change, a quiet minute's cost.
+bench-live: install
+	$(PY) bench/live_bench.py
 
 ## Migration benchmark: throughput vs a naive loop through a 10 ms proxy, dry-run memory 5 vs 50 MB.
 bench-migrate: install

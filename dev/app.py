@@ -9,8 +9,13 @@ Google's Firestore emulator delivers its change events (`--functions_emulator HO
 (see `emulator_deliveries`).
 
 Everything else is the demo dashboard: the static files of `web/` at `/` (`index.html`,
-`app.js`, `data-client.js`, `styles.css`), as a static host would serve them. Paths that are
-neither a function nor a file of the page answer the JSON 404 of the functions.
+`app.js`, `data-client.js`, `styles.css`), as a static host would serve them, and the two files
+of the Firebase Web SDK its live mode loads (`/vendor/firebase/`, from the pinned npm package:
+the page's import map points the SDK's gstatic URLs there). Paths that are neither a function
+nor a file of the page answer the JSON 404 of the functions.
+
+`/__/firebase/init.json` (the path Firebase Hosting serves a project's web config at) tells the
+page the project and where the Firestore emulator listens, so that it can listen to it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from __future__ import annotations
 import base64
 import binascii
 import concurrent.futures
+import hashlib
+import json
 import logging
 import re
 import sys
@@ -41,11 +48,19 @@ STATIC_TYPES = {
     ".svg": "image/svg+xml",
     ".ico": "image/x-icon",
 }
-STATIC_HIDDEN_DIRS = {"tests", "test", "node_modules"}
-# The page talks to its own origin and to local stacks on other ports (`?api=`), nothing else.
+STATIC_HIDDEN_DIRS = {"tests", "test", "node_modules", "vendor"}
+# The Firebase Web SDK's ES modules the page loads (its import map names them), and nothing
+# else of node_modules: `/vendor/firebase/<file>`.
+VENDOR_DIR = ROOT / "node_modules" / "firebase"
+VENDOR_PREFIX = "/vendor/firebase/"
+VENDOR_FILES = frozenset({"firebase-app.js", "firebase-firestore.js"})
+# The page talks to its own origin, to local stacks on other ports (`?api=`) and to the
+# Firestore emulator (live mode), nothing else. Its inline import map is allowed by its hash.
 PAGE_CSP = ("default-src 'self'; connect-src 'self' http://127.0.0.1:* http://localhost:*; "
-            "img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
-            "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+            "img-src 'self' data:; style-src 'self'; script-src 'self'{script_hashes}; "
+            "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+IMPORT_MAP = re.compile(rb"<script\s+type=\"importmap\"\s*>(.*?)</script>", re.S)
+FIREBASE_INIT_PATH = "/__/firebase/init.json"
 
 
 log = logging.getLogger("dashboard.stack")
@@ -112,10 +127,11 @@ def emulator_deliveries(cloud_event_app, workers: int = DELIVERY_WORKERS):
     return deliver
 
 
-def create_stack_app(targets: dict[str, str], *,
-                     static_dir: Path | None = WEB_DIR) -> DispatcherMiddleware:
+def create_stack_app(targets: dict[str, str], *, static_dir: Path | None = WEB_DIR,
+                     firebase_config: dict | None = None) -> DispatcherMiddleware:
     """Mount each `{name: signature_type}` function of main.py at `/<name>`, the emulator's
-    trigger deliveries at `/functions` (to `publish_snapshot`), and the demo page's files
+    trigger deliveries at `/functions` (to `publish_snapshot`), the page's web config
+    (`firebase_config`, when given) at `/__/firebase/init.json`, and the demo page's files
     (`static_dir`, `web/` by default; None: no page) at `/`."""
     from functions_framework import create_app
 
@@ -124,31 +140,75 @@ def create_stack_app(targets: dict[str, str], *,
               for name, kind in targets.items()}
     if "/publish_snapshot" in mounts:
         mounts["/functions"] = emulator_deliveries(mounts["/publish_snapshot"])
+    if firebase_config is not None:
+        mounts[FIREBASE_INIT_PATH] = firebase_init_app(firebase_config)
     fallback = create_static_app(static_dir) if static_dir is not None else _not_found
     return DispatcherMiddleware(fallback, mounts)
 
 
+def firebase_init_app(config: dict):
+    """`GET /__/firebase/init.json`: the project's web config for the page (what Firebase
+    Hosting serves at that path), plus `emulators.firestore` `{host, port}` on the local stack.
+    Readable cross-origin by the origins in ALLOWED_ORIGINS (the page may be served elsewhere).
+    """
+    from shared import http
+    from shared.settings import get_settings
+
+    body = json.dumps(config).encode()
+
+    def app(environ, start_response):
+        request = Request(environ)
+        if request.method not in ("GET", "HEAD") or environ.get("PATH_INFO", "") not in ("", "/"):
+            return _not_found(environ, start_response)
+        response = Response(body, content_type="application/json")
+        response.headers["Cache-Control"] = "no-store"
+        http.add_cors(request, response, get_settings())
+        return response(environ, start_response)
+
+    return app
+
+
 def create_static_app(directory: Path = WEB_DIR, fallback=_not_found):
-    """A WSGI app serving the page's files from `directory` (`/` is `index.html`); GET and
-    HEAD only, no listing, revalidated on every load (`no-cache` with an ETag)."""
+    """A WSGI app serving the page's files from `directory` (`/` is `index.html`) and the
+    Firebase SDK files of `VENDOR_FILES` at `/vendor/firebase/`; GET and HEAD only, no
+    listing, revalidated on every load (`no-cache` with an ETag)."""
     root = Path(directory).resolve()
 
     def app(environ, start_response):
         request = Request(environ)
-        path = _static_file(root, request.path)
+        path = _vendor_file(request.path) or _static_file(root, request.path)
         if path is None or request.method not in ("GET", "HEAD"):
             return fallback(environ, start_response)
-        response = Response(path.read_bytes(), content_type=STATIC_TYPES[path.suffix])
+        content = path.read_bytes()
+        response = Response(content, content_type=STATIC_TYPES[path.suffix])
         response.headers["Cache-Control"] = "no-cache"
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
         if path.suffix == ".html":
-            response.headers["Content-Security-Policy"] = PAGE_CSP
+            response.headers["Content-Security-Policy"] = page_csp(content)
         response.add_etag()
         response.make_conditional(request)
         return response(environ, start_response)
 
     return app
+
+
+def page_csp(html: bytes) -> str:
+    """The page's Content-Security-Policy: `PAGE_CSP`, with the hash of its inline import map
+    (no 'unsafe-inline'; any other inline script stays blocked)."""
+    hashes = "".join(
+        f" 'sha256-{base64.b64encode(hashlib.sha256(script).digest()).decode()}'"
+        for script in IMPORT_MAP.findall(html))
+    return PAGE_CSP.format(script_hashes=hashes)
+
+
+def _vendor_file(url_path: str) -> Path | None:
+    """The SDK file a `/vendor/firebase/<file>` path names, or None."""
+    name = url_path.removeprefix(VENDOR_PREFIX)
+    if name == url_path or name not in VENDOR_FILES:
+        return None
+    path = VENDOR_DIR / name
+    return path if path.is_file() else None
 
 
 def _static_file(root: Path, url_path: str) -> Path | None:

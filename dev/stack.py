@@ -3,7 +3,8 @@
 Starts, on this machine and with no cloud account, Google's Firestore emulator and a Cloud
 Storage emulator (or uses the ones named by FIRESTORE_EMULATOR_HOST / STORAGE_EMULATOR_HOST),
 loads the sample data, publishes the snapshots, serves every function of main.py at
-`http://127.0.0.1:$PORT/<function>`, loads `firestore.rules` into the emulator, and registers
+`http://127.0.0.1:$PORT/<function>`, loads `firestore.rules` into the emulator (the demo page
+listens to it directly in live mode; `/__/firebase/init.json` tells it where), and registers
 one trigger per configured collection, so that the emulator itself delivers every document
 change to `publish_snapshot` as Eventarc does (`--functions_emulator 127.0.0.1:$PORT`), until
 interrupted. An emulator named by FIRESTORE_EMULATOR_HOST must have been started with
@@ -34,6 +35,13 @@ RULES = ROOT / "firestore.rules"
 def trigger_id(collection: str) -> str:
     """The trigger of a collection's events: the name its deployed function has."""
     return f"publish-snapshot-{collection}"
+
+
+def web_config(project: str, firestore_host: str) -> dict:
+    """What the page's live mode needs (`/__/firebase/init.json`): the project, and where the
+    Firestore emulator listens ("HOST:PORT"), which the page connects its Web SDK to."""
+    host, _, port = firestore_host.rpartition(":")
+    return {"projectId": project, "emulators": {"firestore": {"host": host, "port": int(port)}}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,8 +102,8 @@ def _run(args: argparse.Namespace, stop: threading.Event, firestore_emu) -> int:
     # The port is bound here, so the emulator's first deliveries wait in its backlog until the
     # server runs; the stack answers requests only once everything is in place.
     server = make_server(args.host, args.port, create_stack_app(
-        {**{name: "http" for name in HTTP_FUNCTIONS}, "publish_snapshot": "cloudevent"}),
-        threaded=True)
+        {**{name: "http" for name in HTTP_FUNCTIONS}, "publish_snapshot": "cloudevent"},
+        firebase_config=web_config(settings.project, firestore_emu.host)), threaded=True)
     base = f"http://{args.host}:{args.port}"
     # The emulator's own change events -> publish_snapshot, as Eventarc does when deployed.
     for collection in settings.collections:
@@ -106,7 +114,8 @@ def _run(args: argparse.Namespace, stop: threading.Event, firestore_emu) -> int:
     print(f"  {base}/  (demo dashboard)")
     for name in HTTP_FUNCTIONS:
         print(f"  {base}/{name}")
-    print(f"  Firestore emulator  {os.environ['FIRESTORE_EMULATOR_HOST']}")
+    print(f"  Firestore emulator  {os.environ['FIRESTORE_EMULATOR_HOST']}"
+          "  (the page listens to it: live mode)")
     print(f"  Storage emulator    {os.environ['STORAGE_EMULATOR_HOST']}"
           f"  (bucket {settings.snapshot_bucket})")
     print(f"  change events       {', '.join(settings.collections)} -> {base}/functions/"

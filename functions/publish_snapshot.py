@@ -98,6 +98,7 @@ FUNCTION = "publish_snapshot"
 MAX_PENDING_ITEM_BYTES = 900_000
 PENDING_PER_COMMIT = 400
 COVERAGE_POLL_S = 0.1
+REMOVED_VERSIONS_KEPT = 10_000  # recent deletions' removed versions, per instance
 
 
 def handle_event(cloud_event: Any) -> None:
@@ -178,6 +179,9 @@ class Publisher:
         self._states: dict[str, SnapshotState] = {}
         self._manifest: tuple[dict[str, Any], int] | None = None
         self._next_slot_at = 0.0
+        # (collection, id) -> update time (ns) of the version a deletion event removed: tells
+        # the tombstone the write API committed with the delete from a later deletion.
+        self._removed_versions: dict[tuple[str, str], int] = {}
         self.stats = FlushStats()
 
     # --- the event path ---------------------------------------------------------------------
@@ -208,6 +212,12 @@ class Publisher:
             return "ignored"
         change = Change(event.collection, event.document_id, event.version_ns, item)
         with self._lock:
+            if item is None and event.old_update_time_ns is not None:
+                self._removed_versions.pop((event.collection, event.document_id), None)
+                self._removed_versions[(event.collection, event.document_id)] = \
+                    event.old_update_time_ns
+                while len(self._removed_versions) > REMOVED_VERSIONS_KEPT:
+                    self._removed_versions.pop(next(iter(self._removed_versions)))
             known = self._states.get(change.collection)
             if known is not None and (known.known_version(change.doc_id) or -1) >= \
                     change.version_ns:
@@ -426,10 +436,14 @@ class Publisher:
 
             pending = state.unrecorded_tombstones()
             if pending:
+                with self._lock:
+                    removed = {doc_id: self._removed_versions[(collection, doc_id)]
+                               for doc_id, _ in pending
+                               if (collection, doc_id) in self._removed_versions}
                 recorded = record_tombstones(
                     self._db(), collection, pending,
                     retention_s=settings.tombstone_retention_s,
-                    timeout_s=max(settings.firestore_timeout_s, 5.0))
+                    timeout_s=max(settings.firestore_timeout_s, 5.0), removed_versions=removed)
                 state.mark_recorded([doc_id for doc_id, _ in pending],
                                     recorded or time.time_ns())
 

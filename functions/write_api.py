@@ -6,7 +6,8 @@ conversion as the migration) and every field error is returned at once. `created
 `createdAt`, `updatedAt`) are ignored. Optimistic concurrency: `If-Match` carries the ETag a
 GET returned, and every update or delete is written with a `last_update_time` precondition on
 the version that was checked, so a concurrent change between check and write gives a 412
-instead of a lost update. A write invalidates this instance's cached reads of the collection.
+instead of a lost update. A DELETE commits the document's tombstone (`shared.tombstones`) in
+the same batch. A write invalidates this instance's cached reads of the collection.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from shared.errors import (
 )
 from shared.records import RecordError, convert_record
 from shared.schema import CollectionSchema, load_schema
+from shared.tombstones import stage_tombstone
 
 if TYPE_CHECKING:
     from functions.read_api import ReadContext
@@ -53,7 +55,8 @@ def handle_write(request: Request, collection: str, doc_id: str | None,
     schema = load_schema(collection)
     db = context.db()
     writer = _Writer(db, schema, request.headers.get("If-Match"),
-                     firestore_deadline(context.settings))
+                     firestore_deadline(context.settings),
+                     tombstone_retention_s=settings.tombstone_retention_s)
     if request.method == "DELETE":
         writer.delete(doc_id)
         response = Response(status=204)
@@ -74,6 +77,9 @@ def handle_write(request: Request, collection: str, doc_id: str | None,
             response.headers["Location"] = f"{request.url_root}{quote(item['id'], safe='')}"
     response.headers["Cache-Control"] = "no-store"
     context.cache.invalidate(lambda key: _key_collection(key) == collection)
+    if request.method == "DELETE":
+        # The newest-tombstone time this instance cached is older than the one just written.
+        context.tombstones.invalidate(lambda key: key == collection)
     return response
 
 
@@ -100,8 +106,9 @@ class _Writer:
     """One write request against one collection, with its precondition and deadline."""
 
     def __init__(self, db: Any, schema: CollectionSchema, if_match: str | None,
-                 deadline: dict[str, Any]):
+                 deadline: dict[str, Any], *, tombstone_retention_s: float):
         self.db = db
+        self.tombstone_retention_s = tombstone_retention_s
         self.schema = schema
         self.if_match = if_match
         self.deadline = deadline
@@ -206,15 +213,21 @@ class _Writer:
         return encode_document(doc_id, merged)
 
     def delete(self, doc_id: str) -> None:
+        """Delete with its tombstone in one atomic commit: a dashboard listening to the
+        tombstones learns the deletion at once, not after the snapshot publisher ran."""
         from google.api_core.exceptions import FailedPrecondition
 
         snapshot = self._current(doc_id)
         if not snapshot.exists:
             raise NotFound(f"no document {doc_id!r} in {self.schema.name}")
+        batch = self.db.batch()
+        batch.delete(self.collection.document(doc_id),
+                     option=self.db.write_option(last_update_time=snapshot.update_time))
+        stage_tombstone(batch, self.db, self.schema.name, doc_id,
+                        deleted_version=snapshot.update_time,
+                        retention_s=self.tombstone_retention_s)
         try:
-            self.collection.document(doc_id).delete(
-                option=self.db.write_option(last_update_time=snapshot.update_time),
-                **self.deadline)
+            batch.commit(**self.deadline)
         except FailedPrecondition:
             raise PreconditionFailed("the document changed while it was being deleted",
                                      code="precondition_failed") from None

@@ -8,8 +8,10 @@ whose token has `admin == true` may read it, and may write it when the resulting
 satisfies the schema (required fields, no unknown field, types, string / list / map size
 bounds, enums, patterns, number ranges, lowercase) with `updatedAt == request.time` and, on
 create, `createdAt == request.time`; an update can never add, change or remove `createdAt`.
-Everything else (the backend's internal collections, subcollections) matches no rule and is
-denied to every client.
+The same admins may read the collections' tombstones (`_tombstones/<collection>/ids`, the
+deletions a live dashboard listens to) and the migration runs (`_migrations`). Everything
+else (the backend's internal collections, subcollections) matches no rule and is denied to
+every client.
 
 A schema keyword the generator does not know is an error, so a schema change can never
 silently loosen the rules. Keywords that rules cannot express (they have no loops: the element
@@ -206,8 +208,9 @@ rules_version = '2';
 // One of the three doors to the data (README.md, Security): direct Firestore access from the
 // dashboard. The backend's functions use the Admin SDK, which these rules do not govern.
 // Deny by default: a path that no rule below allows is closed to every client. That covers
-// every internal collection of the backend (migration runs, tombstones, publisher state, ...),
-// every subcollection and every collection without a schema.
+// every internal collection of the backend (publisher state, migration checkpoints, ...; admins
+// may only read the run documents and the tombstones below), every subcollection and every
+// collection without a schema.
 service cloud.firestore {
   match /databases/{database}/documents {
 
@@ -229,6 +232,17 @@ service cloud.firestore {
     }
 """
 
+TOMBSTONES = """
+    // Deletions, for live dashboards (`_tombstones/<collection>/ids/<id>`: id, deletedAt,
+    // recordedAt, expireAt; written only by the backend). A listener on the collection's
+    // `updatedAt > t` cannot see a document deleted since; this feed tells it. Readable as the
+    // collection itself is, for the configured collections only; the parent documents and
+    // anything deeper stay closed.
+    match /_tombstones/{{collection}}/ids/{{docId}} {{
+      allow get, list: if isAdmin() && collection in {names};
+    }}
+"""
+
 FOOTER = """
     // Migration progress (`_migrations/<runId>`): readable by admins while a run goes on, as
     // the contract asks; written only by the backend. Its subcollections stay closed.
@@ -247,9 +261,11 @@ FOOTER = """
 
 def render_rules(collections: Iterable[Collection]) -> str:
     """The whole `firestore.rules` text for these collections."""
+    collections = list(collections)
     parts = [HEADER]
     for collection in collections:
         parts.append(_render_collection(collection))
+    parts.append(TOMBSTONES.format(names=_literal([c.name for c in collections])))
     parts.append(FOOTER)
     return "".join(parts)
 

@@ -1,7 +1,13 @@
 """Tombstones: the record of deleted documents that `updatedSince` polls return as `deleted`.
 
-A deleted document leaves nothing in Firestore to query, so the snapshot publisher records each
-deletion it publishes, twice, written together:
+A deleted document leaves nothing in Firestore to query, so each deletion is recorded:
+
+- by the write API's DELETE, in the same atomic commit as the delete itself
+  (`stage_tombstone`): a dashboard listening to `_tombstones/<collection>/ids` (live mode of
+  `web/data-client.js`, readable by admins per `firestore.rules`) learns it at once. It also
+  holds `deletedVersion`, the update time (ns) of the version it deleted;
+- by the snapshot publisher, for every deletion it publishes (deletes made directly in
+  Firestore, by a migration, ...), twice, written together:
 
 - in Firestore, `_tombstones/<collection>/ids/<id>` with `deletedAt` (the delete's commit time),
   `recordedAt` (the commit time of the tombstone itself) and `expireAt` (for an optional
@@ -11,11 +17,18 @@ deletion it publishes, twice, written together:
 - in the snapshot body (`tombstones`: id, deletedAt, recordedAt), so the snapshot path answers
   the same question when Firestore is down.
 
+The publisher does not write a tombstone again when it records the same deletion (the write
+API's): one committed at or after the deletion, or one whose `deletedVersion` is the version
+the deletion event removed (its `old_value`; the emulator's event time is the publish time cut
+to the second, which can fall after the commit). A second write would move `recordedAt` and
+cost every listening dashboard one more read.
+
 A document deleted and then created again keeps its tombstone (until pruned): a client applies
 `deleted` first and then `items`, and ends with the document. Tombstones older than
 `TOMBSTONE_RETENTION_S` are pruned; a poll older than that should reload the whole list.
-The `_tombstones` collection is internal: the Firestore rules deny clients, and no trigger
-watches it, so writing it never wakes the publisher.
+The `_tombstones` documents are written only by the backend (the rules let admins read the
+`ids` of configured collections, nothing else), and no trigger watches them, so writing them
+never wakes the publisher.
 """
 
 from __future__ import annotations
@@ -34,35 +47,80 @@ def tombstone_collection(db: Any, collection: str) -> Any:
     return db.collection(TOMBSTONES).document(collection).collection(IDS)
 
 
-def record_tombstones(db: Any, collection: str, deleted: Iterable[tuple[str, int]], *,
-                      retention_s: float, timeout_s: float) -> int | None:
-    """Write one tombstone per `(id, deleted_ns)`; returns the latest commit time in ns (None
-    when there was nothing to write).
-
-    Blind writes, no reads: a tombstone written twice only moves its `recordedAt`, which makes
-    a poll report the id once more (deleting an absent id is a no-op for the client).
-    """
+def tombstone_fields(doc_id: str, deleted_at: Any, expire_at: dt.datetime) -> dict[str, Any]:
+    """The fields of one tombstone document (`deleted_at` may be `SERVER_TIMESTAMP`)."""
     from google.cloud import firestore
 
+    return {"id": doc_id, "deletedAt": deleted_at, "recordedAt": firestore.SERVER_TIMESTAMP,
+            "expireAt": expire_at}
+
+
+def stage_tombstone(batch: Any, db: Any, collection: str, doc_id: str, *, deleted_version: Any,
+                    retention_s: float) -> None:
+    """Add the tombstone of a delete to the batch that deletes the document, so both commit
+    together: `deletedAt` and `recordedAt` are the commit's server time; `deleted_version` is
+    the update time of the version the batch deletes (its precondition)."""
+    from google.cloud import firestore
+
+    from shared.encoding import utc_now
+    from shared.events import to_ns
+
+    batch.set(tombstone_collection(db, collection).document(doc_id), {
+        **tombstone_fields(doc_id, firestore.SERVER_TIMESTAMP,
+                           utc_now() + dt.timedelta(seconds=retention_s)),
+        "deletedVersion": to_ns(deleted_version)})
+
+
+def record_tombstones(db: Any, collection: str, deleted: Iterable[tuple[str, int]], *,
+                      retention_s: float, timeout_s: float,
+                      removed_versions: dict[str, int] | None = None) -> int | None:
+    """Write one tombstone per `(id, deleted_ns)` unless the same deletion is recorded already;
+    returns the latest commit time in ns, of the written or the found ones (None when there
+    was nothing to record).
+
+    A tombstone committed at or after `deleted_ns`, or whose `deletedVersion` is the version
+    the deletion removed (`removed_versions[id]`, from the event, when known), is kept as it
+    is: one read per id here instead of one more read per listening dashboard. A tombstone
+    written twice only moves its `recordedAt`, which makes a poll report the id once more
+    (deleting an absent id is a no-op for the client).
+    """
     from shared.events import from_ns, to_ns
 
     target = tombstone_collection(db, collection)
     pending = list(deleted)
-    committed: int | None = None
+    latest: int | None = None
     for start in range(0, len(pending), BATCH_LIMIT):
+        chunk = pending[start:start + BATCH_LIMIT]
+        found = {snapshot.id: snapshot for snapshot in db.get_all(
+            [target.document(doc_id) for doc_id, _ in chunk], timeout=timeout_s)
+            if snapshot.exists}
         batch = db.batch()
-        for doc_id, deleted_ns in pending[start:start + BATCH_LIMIT]:
+        writes = 0
+        for doc_id, deleted_ns in chunk:
+            existing = found.get(doc_id)
+            if existing is not None and _records(existing, deleted_ns,
+                                                 (removed_versions or {}).get(doc_id)):
+                latest = max(latest or 0, to_ns(existing.update_time))
+                continue
             deleted_at = from_ns(deleted_ns)
-            batch.set(target.document(doc_id), {
-                "id": doc_id,
-                "deletedAt": deleted_at,
-                "recordedAt": firestore.SERVER_TIMESTAMP,
-                "expireAt": deleted_at + dt.timedelta(seconds=retention_s),
-            })
-        results = batch.commit(timeout=timeout_s)
-        if results:
-            committed = max(committed or 0, to_ns(results[0].update_time))
-    return committed
+            batch.set(target.document(doc_id), tombstone_fields(
+                doc_id, deleted_at, deleted_at + dt.timedelta(seconds=retention_s)))
+            writes += 1
+        if writes:
+            results = batch.commit(timeout=timeout_s)
+            if results:
+                latest = max(latest or 0, to_ns(results[0].update_time))
+    return latest
+
+
+def _records(tombstone: Any, deleted_ns: int, removed_version: int | None) -> bool:
+    """Whether a stored tombstone records this deletion already."""
+    from shared.events import to_ns
+
+    if to_ns(tombstone.update_time) >= deleted_ns:
+        return True
+    return removed_version is not None and \
+        (tombstone.to_dict() or {}).get("deletedVersion") == removed_version
 
 
 def delete_tombstones(db: Any, collection: str, ids: Iterable[str], *, timeout_s: float) -> int:

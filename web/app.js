@@ -1,6 +1,7 @@
 // The demo dashboard: plain DOM code on top of data-client.js (no framework, no build step).
 import { ApiError, ValidationError, createDataClient } from './data-client.js';
 import { mountAdminTools } from './admin-tools.js';
+import { connectFirestore, loadWebConfig } from './firebase-live.js';
 
 const COLLECTIONS = ['users', 'jobs'];
 const USER_FIELDS = ['id', 'name', 'email', 'role', 'status', 'location', 'hourlyRate', 'skills'];
@@ -34,7 +35,10 @@ function readConfig() {
   const project = params.get('project') || meta('dashboard-project') || 'demo-dashboard';
   const pollMs = Math.max(250, Number(params.get('poll')) || 5000);
   const apiHost = new URL(api, location.href).hostname;
-  return { api, project, pollMs, local: LOOPBACK.has(apiHost) && project.startsWith('demo-') };
+  const local = LOOPBACK.has(apiHost) && project.startsWith('demo-');
+  // `?live=0`: polling only. `?user=viewer` (local stack only): signed in without the admin claim.
+  return { api, project, pollMs, local, live: params.get('live') !== '0',
+    viewer: local && params.get('user') === 'viewer' };
 }
 
 // --- LOCAL STACK ONLY: an unsigned admin ID token -------------------------------------------
@@ -44,7 +48,12 @@ function readConfig() {
 // address and the project is a demo- one; the deployed functions refuse such a token (they
 // verify Google's RS256 signature). A real page passes
 //   getIdToken: (force) => firebase.auth().currentUser?.getIdToken(force)
-function localEmulatorToken(project) {
+function localUser(viewer) {
+  return viewer ? { sub: 'local-demo-viewer', user_id: 'local-demo-viewer', email: 'viewer@example.com' }
+    : { sub: 'local-demo-admin', user_id: 'local-demo-admin', email: 'admin@example.com', admin: true };
+}
+
+function localEmulatorToken(project, viewer) {
   const encode = (value) => btoa(JSON.stringify(value))
     .replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
   return async () => {
@@ -52,17 +61,25 @@ function localEmulatorToken(project) {
     const claims = {
       iss: `https://securetoken.google.com/${project}`,
       aud: project,
-      sub: 'local-demo-admin',
-      user_id: 'local-demo-admin',
-      email: 'admin@example.com',
       iat: now - 5,
       auth_time: now - 5,
       exp: now + 3600,
-      admin: true,
+      ...localUser(viewer),
       firebase: { sign_in_provider: 'custom', identities: {} },
     };
     return `${encode({ alg: 'none', typ: 'JWT' })}.${encode(claims)}.`;
   };
+}
+
+// Live mode: Firestore listeners through the Firebase Web SDK, when the page has a Firebase
+// config (a deployed page: <meta name="dashboard-firebase">; the local stack tells its own).
+// Without one, or when the SDK cannot load, the client polls the functions.
+function startLive() {
+  if (!config.live) return null;
+  return loadWebConfig(config).then((web) => {
+    if (!web) throw new Error('no Firebase web config: polling the functions');
+    return connectFirestore(web, { mockUserToken: config.local ? localUser(config.viewer) : null });
+  });
 }
 
 // --- formatting ----------------------------------------------------------------------------------
@@ -107,15 +124,17 @@ function pill(value, kind) {
 // --- the page ----------------------------------------------------------------------------------
 
 const config = readConfig();
+const live = startLive();
 const client = createDataClient({
   baseUrl: config.api,
   collections: COLLECTIONS,
-  getIdToken: config.local ? localEmulatorToken(config.project) : undefined,
+  getIdToken: config.local ? localEmulatorToken(config.project, config.viewer) : undefined,
   pollMs: config.pollMs,
   pageSize: 1000, // the read API's default MAX_LIMIT: one request per collection (the client
   // falls back to the server's default page size if a deployment allows less)
+  live,
 });
-window.dashboard = { client, config }; // for the console and the browser tests
+window.dashboard = { client, config, live }; // for the console and the browser tests
 
 const view = {
   users: { detail: null, error: null, filter: '' },
@@ -124,18 +143,23 @@ const view = {
 };
 
 $('#api-label').textContent = config.api;
-$('#footer').textContent = `Polling every ${config.pollMs / 1000} s · data-client.js · `
-  + 'Firestore, then the Cloud Storage snapshot, then this tab\'s copy (5 min)';
+$('#footer').textContent = `${config.live ? 'Live (Firestore listeners), else p' : 'P'}olling `
+  + `every ${config.pollMs / 1000} s · data-client.js · Firestore, then the Cloud Storage `
+  + 'snapshot, then this tab\'s copy (5 min)';
 if (config.local) {
   const chip = $('#auth-chip');
   chip.hidden = false;
-  chip.textContent = 'local admin · unsigned emulator token';
+  chip.textContent = `local ${config.viewer ? 'viewer (no admin claim)' : 'admin'} · unsigned emulator token`;
   chip.title = 'Local stack only: the page signs in with an unsigned token the auth emulator path accepts';
 }
 
 // --- badges ------------------------------------------------------------------------------------
 
 const SOURCE_LABEL = { firestore: 'firestore', snapshot: 'snapshot', cache: 'cached copy' };
+const MODE_TITLE = {
+  live: 'Live: Firestore listeners bring every change as it happens.',
+  polling: 'Polling the functions (live updates are off or unavailable).',
+};
 
 function renderBadge(name) {
   const badge = $(`#${name}-badge`);
@@ -148,13 +172,18 @@ function renderBadge(name) {
   }
   badge.dataset.source = detail.source;
   badge.dataset.stale = String(detail.stale);
+  badge.dataset.mode = detail.mode ?? '';
   const age = detail.freshAt ? ago(Date.now() - detail.freshAt) : '?';
   const when = age === 'just now' ? 'just now' : `${age} old`;
   const label = SOURCE_LABEL[detail.source] ?? detail.source;
-  badge.textContent = detail.stale ? `${label} · stale · ${when}` : `${label} · ${when}`;
-  badge.title = detail.stale
+  const mode = detail.mode === 'polling' ? 'polling · ' : '';
+  badge.textContent = detail.mode === 'live' ? 'live · firestore'
+    : detail.stale ? `${label} · stale · ${when}` : `${mode}${label} · ${when}`;
+  const liveError = config.live && detail.mode !== 'live' ? client.usage(name).liveError : null;
+  badge.title = (detail.stale
     ? `The API cannot be reached: showing this tab's last good copy (data as of ${detail.asOf ?? '?'}).`
-    : `Served from ${detail.source}; data as of ${detail.asOf ?? '?'}.`;
+    : `${MODE_TITLE[detail.mode] ?? ''} Served from ${detail.source}; data as of ${detail.asOf ?? '?'}.`.trim())
+    + (liveError ? ` Live updates unavailable: ${liveError.message}` : '');
 }
 
 // --- tables -------------------------------------------------------------------------------------
@@ -227,24 +256,69 @@ const TABLES = {
   jobs: { row: jobRow, search: ['id', 'title', 'client', 'status', 'location'], noun: 'jobs' },
 };
 
+// Rows are kept per document and rebuilt only when its item changed (the client hands out the
+// same object until then): in live mode a table re-renders on every change anywhere, and
+// rebuilding every row each time would cost the page's main thread (and reset an armed
+// Delete button or the row being edited).
+const rowCache = { users: new Map(), jobs: new Map() }; // id -> { item, node }
+
+function cachedRows(name, items) {
+  const cache = rowCache[name];
+  const rows = items.map((item) => {
+    const hit = cache.get(item.id);
+    if (hit && hit.item === item) return hit.node;
+    const node = TABLES[name].row(item);
+    cache.set(item.id, { item, node });
+    return node;
+  });
+  if (cache.size > items.length) {
+    const present = new Set(items.map((item) => item.id));
+    for (const id of cache.keys()) if (!present.has(id)) cache.delete(id);
+  }
+  return rows;
+}
+
+// One render per animation frame, whatever the number of events in between.
+const pendingRender = new Set();
+function scheduleRender(name) {
+  if (pendingRender.has(name)) return;
+  pendingRender.add(name);
+  requestAnimationFrame(() => {
+    pendingRender.delete(name);
+    renderTable(name);
+  });
+}
+
+/** Make `parent`'s children exactly `nodes`, touching only what differs: one change, one
+ * row inserted or removed, so the browser lays out little (a whole table costs it ~30 ms). */
+function syncChildren(parent, nodes) {
+  const wanted = new Set(nodes);
+  for (const child of [...parent.children]) if (!wanted.has(child)) child.remove();
+  let current = parent.firstElementChild;
+  for (const node of nodes) {
+    if (node === current) current = current.nextElementSibling;
+    else parent.insertBefore(node, current);
+  }
+}
+
 function renderTable(name) {
   const { detail, error, filter } = view[name];
   const table = TABLES[name];
   const tbody = $(`#${name}-table tbody`);
-  const fragment = document.createDocumentFragment();
+  const rows = [];
   if (!detail || !detail.source) {
     const text = error ? `Cannot load ${table.noun}: ${error.message}. Retrying…` : `Loading ${table.noun}…`;
-    fragment.append(el('tr', { class: 'empty' }, el('td', { colSpan: 7, text })));
+    rows.push(el('tr', { class: 'empty' }, el('td', { colSpan: 7, text })));
   } else {
     const shown = detail.items.filter((item) => matches(item, filter, table.search));
-    for (const item of shown) fragment.append(table.row(item));
+    rows.push(...cachedRows(name, shown));
     if (shown.length === 0) {
-      fragment.append(el('tr', { class: 'empty' },
+      rows.push(el('tr', { class: 'empty' },
         el('td', { colSpan: 7, text: filter ? `No ${table.noun} match “${filter}”.` : `No ${table.noun} yet.` })));
     }
     $(`#${name}-count`).textContent = filter ? `${shown.length} of ${detail.items.length}` : String(detail.items.length);
   }
-  tbody.replaceChildren(fragment);
+  syncChildren(tbody, rows);
   renderBadge(name);
 }
 
@@ -252,7 +326,7 @@ for (const name of COLLECTIONS) {
   window.addEventListener(`${name}DataChanged`, (event) => {
     view[name].detail = event.detail;
     view[name].error = null;
-    renderTable(name);
+    scheduleRender(name);
   });
   const input = $(`#${name}-filter`);
   input.addEventListener('input', () => {

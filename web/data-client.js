@@ -31,6 +31,15 @@
  *   whose `.fields` is `[{ field, message }]`; other failures throw an `ApiError` with
  *   `.status`, `.code` (`precondition_failed` for a 412, `conflict` for a 409, ...).
  * - Sends `Authorization: Bearer <ID token>` on every request when `getIdToken` is given.
+ * - Live mode (option `live: { sdk, db }`, the Firebase Web SDK's `firebase/firestore` module and
+ *   a Firestore instance, or a promise of them): after the first answer of the read function,
+ *   two Firestore listeners per collection, `updatedAt > asOf` on the collection and
+ *   `recordedAt > asOf` on its tombstones (`_tombstones/<name>/ids`), bring every change within
+ *   milliseconds, and polling stops: a quiet tab then costs no call and no read. When the
+ *   listeners fail (rules, errors) or lose Firestore (a reachability probe of the SDK's host
+ *   that Firestore does not bill), the client polls again at once, and goes back to live by
+ *   itself. `client.state(name).mode` (and the events' `detail.mode`) says which:
+ *   'live' | 'polling' | 'snapshot' | 'cache' (null before any data).
  */
 
 export const CACHE_TTL_MS = 5 * 60 * 1000;
@@ -38,6 +47,21 @@ export const DEFAULT_POLL_MS = 5000;
 export const DEFAULT_RESYNC_MS = 60 * 1000;
 export const MAX_BACKOFF_MS = 60 * 1000;
 export const REQUEST_TIMEOUT_MS = 15 * 1000;
+export const LIVE_PROBE_MS = 5000;
+export const LIVE_RETRY_MS = 30 * 1000;
+export const TOMBSTONES = '_tombstones';
+const LIVE_RETRY_MAX_MS = 10 * 60 * 1000;
+// Google's emulator answers each change with a RESET, which the SDK reports as a moment
+// "from cache": only a longer spell counts as lost.
+const LIVE_GRACE_MS = 5000;
+// The listeners start this much before the read's asOf: a write whose server timestamp is
+// earlier than the read but that commits after it (the emulator: up to ~0.4 s) is not missed.
+const LIVE_SLACK_MS = 2000;
+// A snapshot's asOf is when it was written; a change reaches it through the publisher up to
+// PUBLISH_WAIT_S (60 s) later: listening from a snapshot answer starts that much earlier.
+const LIVE_SNAPSHOT_SLACK_MS = 60 * 1000;
+const PROBE_TIMEOUT_MS = 3000;
+const PROBE_CONFIRM_MS = 1000; // a failed probe is tried again this soon before it counts
 const CACHE_FORMAT = 1;
 const CACHE_REFRESH_MS = 60 * 1000; // re-save an unchanged copy at most this often
 const WRITE_LOG_MS = 5 * 60 * 1000; // local writes replayed over responses older than them
@@ -153,6 +177,58 @@ function byId(a, b) {
 }
 
 /**
+ * A Firestore value from the Web SDK as the read API encodes it (shared/encoding.py):
+ * timestamps as RFC 3339 UTC strings (fraction only when present), GeoPoints as
+ * `{ latitude, longitude }`, references as document paths, bytes as base64, NaN and the
+ * infinities as strings.
+ */
+export function encodeFirestoreValue(value, sdk) {
+  if (value === null || value === undefined || typeof value === 'boolean'
+      || typeof value === 'string') return value ?? null;
+  if (typeof value === 'number') {
+    if (Number.isNaN(value)) return 'NaN';
+    if (!Number.isFinite(value)) return value > 0 ? 'Infinity' : '-Infinity';
+    return value;
+  }
+  if (Array.isArray(value)) return value.map((item) => encodeFirestoreValue(item, sdk));
+  if (sdk.Timestamp && value instanceof sdk.Timestamp) return formatTimestamp(value);
+  if (sdk.GeoPoint && value instanceof sdk.GeoPoint) {
+    return { latitude: value.latitude, longitude: value.longitude };
+  }
+  if (sdk.DocumentReference && value instanceof sdk.DocumentReference) return value.path;
+  if (sdk.Bytes && value instanceof sdk.Bytes) return value.toBase64();
+  const out = {};
+  for (const [key, item] of Object.entries(value)) out[key] = encodeFirestoreValue(item, sdk);
+  return out;
+}
+
+/** A document as the read API lists it: `id` first, then its fields sorted by name. */
+export function encodeFirestoreDocument(id, data, sdk) {
+  const item = { id };
+  for (const key of Object.keys(data).sort()) {
+    if (key !== 'id') item[key] = encodeFirestoreValue(data[key], sdk);
+  }
+  return item;
+}
+
+function formatTimestamp({ seconds, nanoseconds }) {
+  const text = new Date(seconds * 1000).toISOString().slice(0, 19);
+  const fraction = String(nanoseconds).padStart(9, '0').replace(/0+$/, '');
+  return `${text}${fraction ? `.${fraction}` : ''}Z`;
+}
+
+/** The URL that says whether the SDK's Firestore host answers (Firestore bills nothing). */
+function sdkProbeUrl(db) {
+  try {
+    const settings = db?.toJSON?.().settings;
+    if (!settings || typeof settings.host !== 'string') return null;
+    return `${settings.ssl === false ? 'http' : 'https'}://${settings.host}/`;
+  } catch {
+    return null;
+  }
+}
+
+/**
  * A client of the dashboard backend. Options:
  * - `baseUrl`: where the functions answer (`https://REGION-PROJECT.cloudfunctions.net`, or
  *   `http://127.0.0.1:8080` for the local stack); each collection is at `<baseUrl>/<name>`.
@@ -165,6 +241,10 @@ function byId(a, b) {
  * - `storage`: a Storage for the last good copy (`sessionStorage` by default; `null`: none).
  * - `httpCache`: conditional reads by the browser's HTTP cache (default in a browser), or
  *   (`false`) by this client setting `If-None-Match` itself (default elsewhere).
+ * - `live`: `{ sdk, db }` (or a promise of it): the `firebase/firestore` module and a Firestore
+ *   instance whose user may read the collections under `firestore.rules`. Unset: polling only.
+ *   `liveProbeMs` (5000; 0: no probe), `liveProbeUrl` (the SDK's host by default),
+ *   `liveRetryMs` (30000: first retry after a listener failed; doubles up to 10 minutes).
  * - For tests and unusual hosts: `fetch`, `eventTarget` (`window` by default), `document`,
  *   `now`, `random`, `setTimeout`, `clearTimeout`.
  */
@@ -188,6 +268,9 @@ export class DataClient extends EventTarget {
   #started = false;
   #startPromise = null;
   #listeners = [];
+  #live = null; // { sdk, db } once the injected SDK is there
+  #liveError = null;
+  #probe = { url: null, timer: null, down: false, working: false, paused: false, failed: 0 };
 
   constructor(options = {}) {
     super();
@@ -195,6 +278,7 @@ export class DataClient extends EventTarget {
       baseUrl = '', collections = ['users', 'jobs'], getIdToken = null,
       pollMs = DEFAULT_POLL_MS, resyncMs = DEFAULT_RESYNC_MS, cacheTtlMs = CACHE_TTL_MS,
       pageSize = null, maxBackoffMs = MAX_BACKOFF_MS, requestTimeoutMs = REQUEST_TIMEOUT_MS,
+      live = null, liveProbeMs = LIVE_PROBE_MS, liveProbeUrl = null, liveRetryMs = LIVE_RETRY_MS,
     } = options;
     const fetchImpl = options.fetch ?? globalThis.fetch;
     if (typeof fetchImpl !== 'function') throw new TypeError('createDataClient: no fetch available');
@@ -208,7 +292,10 @@ export class DataClient extends EventTarget {
     this.#random = options.random ?? Math.random;
     this.#setTimeout = options.setTimeout ?? ((fn, ms) => globalThis.setTimeout(fn, ms));
     this.#clearTimeout = options.clearTimeout ?? ((id) => globalThis.clearTimeout(id));
-    this.#opts = { pollMs, resyncMs, cacheTtlMs, pageSize, maxBackoffMs, requestTimeoutMs };
+    this.#opts = {
+      pollMs, resyncMs, cacheTtlMs, pageSize, maxBackoffMs, requestTimeoutMs, liveProbeMs,
+      liveRetryMs,
+    };
     // Conditional reads: by the browser's HTTP cache in a browser, by this client elsewhere.
     // Chromium never serves a request carrying a script-set If-None-Match from its CORS
     // preflight cache, so doing it ourselves in a browser would cost a preflight per poll.
@@ -250,8 +337,21 @@ export class DataClient extends EventTarget {
         writeSeq: 0,
         writeLog: [], // { seq, at, id, item|null }
         error: null,
+        live: {
+          stops: [], // unsubscribe functions of the two listeners
+          current: { docs: false, tombstones: false }, // last answer was the server's
+          answered: { docs: false, tombstones: false },
+          up: false, // both current (a short "from cache" spell tolerated)
+          graceTimer: null,
+          retryTimer: null,
+          generation: 0, // of the running listeners
+          failures: 0,
+          error: null,
+        },
+        usage: { calls: 0, pollReads: 0, listenReads: 0 },
       });
     }
+    if (live) this.#useLive(live, liveProbeUrl);
   }
 
   /** The configured collection names. */
@@ -272,16 +372,36 @@ export class DataClient extends EventTarget {
     return this.#startPromise;
   }
 
-  /** Stop polling and remove listeners; the local copies stay readable. */
+  /** Stop polling, the Firestore listeners and the page listeners; the copies stay readable. */
   stop() {
     this.#started = false;
     this.#startPromise = null;
     for (const state of this.#states.values()) {
       if (state.timer !== null) this.#clearTimeout(state.timer);
       state.timer = null;
+      this.#stopListening(state);
+      if (state.live.retryTimer !== null) this.#clearTimeout(state.live.retryTimer);
+      state.live.retryTimer = null;
     }
+    if (this.#probe.timer !== null) this.#clearTimeout(this.#probe.timer);
+    this.#probe.timer = null;
     for (const [target, type, handler] of this.#listeners) target.removeEventListener(type, handler);
     this.#listeners = [];
+  }
+
+  /**
+   * What this tab has spent on a collection: `calls` (HTTP requests to its function),
+   * `pollReads` (document reads the function's Firestore answers cost at most: one per
+   * document listed or deleted, one for an empty answer, none from the snapshot or the
+   * function's cache), `listenReads` (reads of the Firestore listeners as Firestore bills
+   * them: one per document added or changed, one for an empty first answer), and the `mode`,
+   * with `liveError` when the listeners failed last.
+   */
+  usage(name) {
+    const state = this.#state(name);
+    return {
+      ...state.usage, mode: this.#mode(state), liveError: state.live.error ?? this.#liveError,
+    };
   }
 
   /** The current state of a collection (the detail of its last event, with fresh times). */
@@ -324,7 +444,7 @@ export class DataClient extends EventTarget {
   /** One document straight from the server, with its ETag (for `update(..., { ifMatch })`). */
   async fetchOne(name, id) {
     const state = this.#state(name);
-    const response = await this.#request(this.#docUrl(state, id), { method: 'GET' });
+    const response = await this.#request(state, this.#docUrl(state, id), { method: 'GET' });
     if (!response.ok) throw await errorFromResponse(response);
     const item = await response.json();
     const etag = response.headers.get('ETag');
@@ -344,7 +464,7 @@ export class DataClient extends EventTarget {
   /** `POST /<collection>`: create a document (`id` optional); resolves to the stored document. */
   async create(name, data) {
     const state = this.#state(name);
-    const response = await this.#request(state.url, { method: 'POST', body: data });
+    const response = await this.#request(state, state.url, { method: 'POST', body: data });
     if (response.status !== 201 && response.status !== 200) throw await errorFromResponse(response);
     const item = await response.json();
     this.#applyWrite(state, item.id, item, response.headers.get('ETag'));
@@ -367,7 +487,7 @@ export class DataClient extends EventTarget {
   /** `DELETE /<collection>/<id>`; resolves to false when it was already gone. */
   async remove(name, id, { ifMatch } = {}) {
     const state = this.#state(name);
-    const response = await this.#request(this.#docUrl(state, id), {
+    const response = await this.#request(state, this.#docUrl(state, id), {
       method: 'DELETE', ifMatch: this.#ifMatch(state, id, ifMatch),
     });
     if (response.status === 404) {
@@ -535,7 +655,8 @@ export class DataClient extends EventTarget {
         state.loaded = true;
         this.#emit(state);
       }
-    } else if (err.retryable && !state.stale) {
+    } else if (err.retryable && !state.stale && !this.#isLive(state)) {
+      // (Current listeners keep the copy fresh whatever the function does.)
       state.source = 'cache';
       state.stale = true;
       this.#emit(state);
@@ -559,11 +680,12 @@ export class DataClient extends EventTarget {
       if (this.#opts.pageSize) query.set('limit', String(this.#opts.pageSize));
       if (pageToken) query.set('pageToken', pageToken);
       const qs = query.toString();
-      const response = await this.#request(qs ? `${state.url}?${qs}` : state.url, {
+      const response = await this.#request(state, qs ? `${state.url}?${qs}` : state.url, {
         method: 'GET', ifNoneMatch: pages === 0 && !this.#httpCache ? etag : null,
       });
       const headerSource = response.headers.get('X-Data-Source');
       if (response.status === 304 && pages === 0) {
+        if (headerSource !== 'snapshot') state.usage.pollReads += 1;
         return { notModified: true, source: headerSource };
       }
       if (response.status !== 200) {
@@ -580,6 +702,10 @@ export class DataClient extends EventTarget {
         throw new ApiError('the list answer has no items', { status: 502, code: 'bad_response' });
       }
       pages += 1;
+      if ((headerSource || body.source) !== 'snapshot') {
+        state.usage.pollReads += Math.max(1, body.items.length)
+          + (Array.isArray(body.deleted) ? body.deleted.length : 0);
+      }
       if (pages === 1) firstEtag = response.headers.get('ETag');
       items.push(...body.items);
       if (Array.isArray(body.deleted)) {
@@ -606,7 +732,7 @@ export class DataClient extends EventTarget {
   // --- writes -------------------------------------------------------------------------------
 
   async #writeDocument(state, method, id, data, ifMatch) {
-    const response = await this.#request(this.#docUrl(state, id), {
+    const response = await this.#request(state, this.#docUrl(state, id), {
       method, body: data, ifMatch: this.#ifMatch(state, id, ifMatch),
     });
     if (response.status !== 200 && response.status !== 201) {
@@ -634,7 +760,9 @@ export class DataClient extends EventTarget {
   #applyWrite(state, id, item, etag) {
     state.writeSeq += 1;
     const now = this.#now();
-    state.writeLog.push({ seq: state.writeSeq, at: now, id, item });
+    // A deletion remembers the version it removed: listener answers up to it are older.
+    const version = item === null ? state.items.get(id)?.updatedAt ?? null : null;
+    state.writeLog.push({ seq: state.writeSeq, at: now, id, item, version });
     state.writeLog = state.writeLog.filter((entry) => now - entry.at <= WRITE_LOG_MS);
     if (item) {
       state.items.set(id, item);
@@ -683,7 +811,7 @@ export class DataClient extends EventTarget {
     return `${state.url}/${encodeURIComponent(id)}`;
   }
 
-  async #request(url, { method, body, ifNoneMatch = null, ifMatch = null }, retried = false) {
+  async #request(state, url, { method, body, ifNoneMatch = null, ifMatch = null }, retried = false) {
     const headers = { Accept: 'application/json' };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     if (ifNoneMatch) headers['If-None-Match'] = ifNoneMatch;
@@ -702,6 +830,7 @@ export class DataClient extends EventTarget {
     const timer = controller
       ? this.#setTimeout(() => controller.abort(), this.#opts.requestTimeoutMs) : null;
     let response;
+    state.usage.calls += 1;
     try {
       response = await this.#fetch(url, {
         method,
@@ -724,22 +853,314 @@ export class DataClient extends EventTarget {
     }
     if (response.status === 401 && this.#getIdToken && !retried) {
       // An expired token: ask for a fresh one once.
-      return this.#request(url, { method, body, ifNoneMatch, ifMatch }, true);
+      return this.#request(state, url, { method, body, ifNoneMatch, ifMatch }, true);
     }
     return response;
+  }
+
+  // --- live mode: Firestore listeners ----------------------------------------------------------
+
+  #useLive(live, probeUrl) {
+    Promise.resolve(live).then((dependency) => {
+      const { sdk, db } = dependency ?? {};
+      const needed = ['collection', 'query', 'where', 'onSnapshot', 'Timestamp'];
+      if (!sdk || !db || needed.some((name) => !sdk[name])) {
+        throw new TypeError(`live needs { sdk, db }: the firebase/firestore module (${needed
+          .join(', ')}) and a Firestore instance`);
+      }
+      this.#live = { sdk, db };
+      this.#probe.url = probeUrl || sdkProbeUrl(db);
+      for (const state of this.#states.values()) this.#maybeListen(state);
+    }).catch((error) => {
+      // No SDK (blocked, not configured): polling stays, and says why.
+      this.#liveError = error;
+    });
+  }
+
+  /** Live when both listeners answer from the server and Firestore is known reachable. */
+  #isLive(state) {
+    return state.live.up && !this.#probe.down;
+  }
+
+  #mode(state) {
+    if (!state.loaded) return null;
+    if (this.#isLive(state)) return 'live';
+    if (state.source === 'cache' || state.source === 'snapshot') return state.source;
+    return 'polling';
+  }
+
+  /**
+   * Start the listeners once the copy has a cursor: the asOf of an answer of the function (or
+   * of the tab's saved copy of one), a time up to which the copy holds every change, as the
+   * next poll would assume. So live mode also runs while the functions are down.
+   */
+  #maybeListen(state) {
+    const { live } = state;
+    if (!this.#started || !this.#live || live.stops.length > 0 || live.retryTimer !== null
+        || !state.loaded || !state.cursor) {
+      return;
+    }
+    const { sdk, db } = this.#live;
+    const anchor = splitTimestamp(state.cursor);
+    if (anchor === null) return;
+    const slack = state.serverSource === 'firestore' ? LIVE_SLACK_MS : LIVE_SNAPSHOT_SLACK_MS;
+    const since = sdk.Timestamp.fromMillis(Math.max(0, anchor.ms - slack));
+    live.current = { docs: false, tombstones: false };
+    live.answered = { docs: false, tombstones: false };
+    live.generation += 1;
+    const { generation } = live;
+    // Answers of listeners already stopped (the other one's error, ...) are ignored.
+    const listen = (kind, ref, field, apply) => sdk.onSnapshot(
+      sdk.query(ref, sdk.where(field, '>', since)), { includeMetadataChanges: true },
+      (snapshot) => generation === live.generation
+        && this.#onLiveSnapshot(state, kind, snapshot, apply),
+      (error) => generation === live.generation && this.#onLiveError(state, error));
+    try {
+      live.stops.push(listen('docs', sdk.collection(db, state.name), 'updatedAt',
+        (changes) => this.#applyDocChanges(state, changes)));
+      live.stops.push(listen('tombstones', sdk.collection(db, TOMBSTONES, state.name, 'ids'),
+        'recordedAt', (changes) => this.#applyTombstones(state, changes)));
+    } catch (error) {
+      this.#onLiveError(state, error);
+    }
+  }
+
+  #onLiveSnapshot(state, kind, snapshot, apply) {
+    const { live } = state;
+    const before = this.#mode(state);
+    const changes = snapshot.docChanges();
+    // Billed as Firestore bills a listener: each document added or changed, and one read for
+    // an empty first answer. (Google's emulator resends the whole result after every change;
+    // the SDK reports only what changed, as production sends it.)
+    let reads = changes.filter((change) => change.type !== 'removed').length;
+    if (!snapshot.metadata.fromCache && !live.answered[kind]) {
+      live.answered[kind] = true;
+      if (snapshot.size === 0) reads += 1;
+    }
+    state.usage.listenReads += reads;
+    const changed = changes.length > 0 && apply(changes);
+    live.current[kind] = !snapshot.metadata.fromCache;
+    if (live.current.docs && live.current.tombstones) {
+      if (live.graceTimer !== null) this.#clearTimeout(live.graceTimer);
+      live.graceTimer = null;
+      live.up = true;
+      live.failures = 0;
+      live.error = null;
+    } else if (live.up && live.graceTimer === null) {
+      live.graceTimer = this.#setTimeout(() => {
+        live.graceTimer = null;
+        if (live.current.docs && live.current.tombstones) return;
+        const was = this.#mode(state);
+        live.up = false;
+        this.#modeChanged(state, was, false);
+      }, LIVE_GRACE_MS);
+    }
+    this.#modeChanged(state, before, changed);
+  }
+
+  /** `updatedAt > asOf` on the collection: added and changed documents are merged; one that
+   * leaves the result was deleted (updatedAt only grows). */
+  #applyDocChanges(state, changes) {
+    const { sdk } = this.#live;
+    let changed = false;
+    for (const change of changes) {
+      const item = encodeFirestoreDocument(change.doc.id, change.doc.data(), sdk);
+      if (change.type !== 'removed') {
+        if (!this.#deletedHere(state, item)) changed = this.#merge(state, item) || changed;
+      } else {
+        changed = this.#removeUnlessNewer(state, item.id, item.updatedAt) || changed;
+      }
+    }
+    return changed;
+  }
+
+  /** `recordedAt > asOf` on the tombstones: each one deletes its document, unless the copy
+   * holds a version written after the deletion (the document was created again). */
+  #applyTombstones(state, changes) {
+    const { sdk } = this.#live;
+    let changed = false;
+    for (const change of changes) {
+      if (change.type === 'removed') continue; // pruned
+      const data = change.doc.data();
+      const deletedAt = encodeFirestoreValue(data.deletedAt ?? data.recordedAt, sdk);
+      changed = this.#removeUnlessNewer(state, change.doc.id, deletedAt) || changed;
+    }
+    return changed;
+  }
+
+  /** This tab deleted the document after the version the listener brings (a listener's first
+   * answer can come after the tab's own delete). */
+  #deletedHere(state, item) {
+    const entry = state.writeLog.findLast((logged) => logged.id === item.id);
+    if (!entry || entry.item !== null) return false;
+    return !entry.version || !item.updatedAt || compareTimestamps(item.updatedAt, entry.version) <= 0;
+  }
+
+  #removeUnlessNewer(state, id, version) {
+    const known = state.items.get(id);
+    if (!known) return false;
+    if (known.updatedAt && typeof version === 'string'
+        && compareTimestamps(known.updatedAt, version) > 0) return false;
+    state.items.delete(id);
+    state.docEtags.delete(id);
+    return true;
+  }
+
+  #onLiveError(state, error) {
+    const before = this.#mode(state);
+    const { live } = state;
+    this.#stopListening(state);
+    live.failures += 1;
+    live.error = new ApiError(`live updates stopped: ${error?.message ?? error}`, {
+      status: error?.code === 'permission-denied' ? 403 : 0,
+      code: `live_${String(error?.code ?? 'error').replace(/[^a-z]+/gi, '_')}`,
+      cause: error,
+    });
+    const delay = Math.min(LIVE_RETRY_MAX_MS, this.#opts.liveRetryMs * 2 ** (live.failures - 1));
+    live.retryTimer = this.#setTimeout(() => {
+      live.retryTimer = null;
+      this.#maybeListen(state); // else after the next answer of the function from Firestore
+    }, delay);
+    this.#modeChanged(state, before, false);
+    this.#dispatch('dataError', { collection: state.name, error: live.error,
+      failures: live.failures });
+  }
+
+  #stopListening(state) {
+    const { live } = state;
+    live.generation += 1;
+    for (const stop of live.stops.splice(0)) {
+      try {
+        stop();
+      } catch {
+        // already stopped
+      }
+    }
+    if (live.graceTimer !== null) this.#clearTimeout(live.graceTimer);
+    live.graceTimer = null;
+    live.up = false;
+  }
+
+  /** After anything that may change the mode: stop or restart polling, emit, save. */
+  #modeChanged(state, before, changed) {
+    const after = this.#mode(state);
+    if (after === 'live') {
+      if (state.timer !== null) this.#clearTimeout(state.timer);
+      state.timer = null;
+      state.paused = false;
+      if (before !== 'live') {
+        state.source = 'firestore';
+        state.serverSource = 'firestore';
+        state.stale = false;
+        this.#markFresh(state, 'firestore');
+        // The first probe at once, while the listeners prove the host answers: a probe that
+        // fails then (blocked by a policy?) is never trusted.
+        this.#scheduleProbe(this.#probe.working ? this.#opts.liveProbeMs : 0);
+      }
+    } else if (before === 'live' && this.#started && this.#opts.pollMs > 0) {
+      this.#schedule(state, 0); // what changed meanwhile, through the function, now
+    }
+    if (changed || after !== before) this.#emit(state);
+    if (changed) this.#save(state);
+  }
+
+  // Firestore's SDK notices a lost server only after its own retries (about 30 s here); a
+  // plain request to its host, which Firestore does not bill, says it within seconds.
+  #scheduleProbe(delay) {
+    const probe = this.#probe;
+    if (!probe.url || probe.timer !== null || this.#opts.liveProbeMs <= 0) return;
+    probe.paused = false;
+    probe.timer = this.#setTimeout(() => {
+      probe.timer = null;
+      this.#runProbe();
+    }, delay);
+  }
+
+  async #runProbe() {
+    const probe = this.#probe;
+    const listening = [...this.#states.values()].some((state) => state.live.stops.length > 0);
+    if (!this.#started || !listening || !probe.url) return;
+    if (this.#document?.hidden) {
+      probe.paused = true; // resumed by visibilitychange
+      return;
+    }
+    const ok = await this.#probeOnce(probe.url);
+    if (ok) {
+      probe.working = true;
+      probe.failed = 0;
+      if (probe.down) {
+        // Live again once the listeners have answered from the server after reconnecting.
+        const reconnects = Boolean(this.#live?.sdk.disableNetwork && this.#live?.sdk.enableNetwork);
+        this.#eachMode(() => {
+          probe.down = false;
+          if (reconnects) for (const state of this.#states.values()) state.live.up = false;
+        });
+        await this.#reconnect();
+      }
+    } else if (!probe.working) {
+      probe.url = null; // it never answered (blocked by a policy?): rely on the SDK alone
+      return;
+    } else if (!probe.down) {
+      // Two failures in a row: one may be a busy moment.
+      probe.failed += 1;
+      if (probe.failed < 2) {
+        this.#scheduleProbe(PROBE_CONFIRM_MS);
+        return;
+      }
+      this.#eachMode(() => { probe.down = true; });
+    }
+    this.#scheduleProbe(this.#opts.liveProbeMs);
+  }
+
+  async #probeOnce(url) {
+    const controller = typeof AbortController === 'function' ? new AbortController() : null;
+    const timer = controller ? this.#setTimeout(() => controller.abort(), PROBE_TIMEOUT_MS) : null;
+    try {
+      await this.#fetch(url, {
+        method: 'GET', mode: 'no-cors', cache: 'no-store', credentials: 'omit',
+        signal: controller?.signal,
+      });
+      return true;
+    } catch {
+      return false;
+    } finally {
+      if (timer !== null) this.#clearTimeout(timer);
+    }
+  }
+
+  /** Firestore is back: have the SDK reconnect now rather than after its backoff. */
+  async #reconnect() {
+    const { sdk, db } = this.#live ?? {};
+    if (!sdk?.disableNetwork || !sdk?.enableNetwork) return;
+    try {
+      await sdk.disableNetwork(db);
+      await sdk.enableNetwork(db);
+    } catch {
+      // the listeners recover on the SDK's own schedule
+    }
+  }
+
+  #eachMode(change) {
+    const before = new Map([...this.#states.values()].map((state) => [state, this.#mode(state)]));
+    change();
+    for (const [state, mode] of before) this.#modeChanged(state, mode, false);
   }
 
   // --- events, cache, scheduling ---------------------------------------------------------------
 
   #detail(state) {
+    const mode = this.#mode(state);
+    // Current listeners confirm the copy all the time.
+    const now = mode === 'live' ? this.#now() : null;
     return {
       collection: state.name,
       items: [...state.items.values()].sort(byId),
       source: state.source,
       stale: state.stale,
       asOf: state.asOf,
-      checkedAt: state.checkedAt,
-      freshAt: state.freshAt,
+      checkedAt: now ?? state.checkedAt,
+      freshAt: now ?? state.freshAt,
+      mode,
     };
   }
 
@@ -788,7 +1209,8 @@ export class DataClient extends EventTarget {
   }
 
   #scheduleAfterRun(state) {
-    if (!this.#started || this.#opts.pollMs <= 0) return;
+    this.#maybeListen(state);
+    if (!this.#started || this.#opts.pollMs <= 0 || this.#isLive(state)) return;
     let delay = this.#opts.pollMs;
     if (state.failures > 0) {
       const ceiling = Math.min(this.#opts.maxBackoffMs,
@@ -803,7 +1225,7 @@ export class DataClient extends EventTarget {
     if (state.timer !== null) this.#clearTimeout(state.timer);
     state.timer = this.#setTimeout(() => {
       state.timer = null;
-      if (!this.#started) return;
+      if (!this.#started || this.#isLive(state)) return;
       if (this.#document?.hidden) {
         state.paused = true; // resumed by visibilitychange
         return;
@@ -819,7 +1241,9 @@ export class DataClient extends EventTarget {
     if (doc && typeof doc.addEventListener === 'function') {
       const onVisibility = () => {
         if (doc.hidden || !this.#started) return;
+        if (this.#probe.paused) this.#scheduleProbe(0);
         for (const state of this.#states.values()) {
+          if (this.#isLive(state)) continue;
           if (state.paused || (state.checkedAt !== null
               && this.#now() - state.checkedAt >= this.#opts.pollMs)) {
             state.paused = false;

@@ -5,8 +5,8 @@
  * - you: the signed-in user and whether the backend takes them as an admin;
  * - the read functions: `GET /<collection>?limit=1`, and which source answered
  *   (`X-Data-Source`: firestore, or the Cloud Storage snapshot);
- * - Firestore direct (live mode): read from the data client through `client.state(name).mode`
- *   when the client reports one (`'live'`: listening to Firestore with the Web SDK); "not
+ * - Firestore direct (live mode): read from the data client through `client.usage(name)`
+ *   (`mode` `'live'`: listening to Firestore with the Web SDK; else its `liveError`); "not
  *   configured" until it does;
  * - this tab's cached copy (`client.cachedCopy(name)`): its age and size;
  * - the backend, through `GET /migrate/status` (admin only): the doctor's own checks
@@ -59,19 +59,30 @@ export function readRow(collection, outcome) {
     + 'Firestore failed or was slower than FIRESTORE_TIMEOUT_S, the data may lag behind' };
 }
 
-/** The live-mode row, from the data client's states (`mode` is issue #11's hook). */
-export function liveRow(states) {
-  const modes = states.map((state) => state?.mode).filter((mode) => mode !== undefined);
+/**
+ * The live-mode row, from the data client's usage of each collection (`client.usage(name)`:
+ * `{ collection, mode, liveError }`): ok when every collection listens to Firestore directly;
+ * warn when some poll because live mode failed (its error says why); off when the page has no
+ * live mode (no Web SDK configured).
+ */
+export function liveRow(usages) {
   const base = { id: 'live', link: 'Firestore direct', name: 'live mode', latencyMs: null };
-  if (modes.length === 0) {
-    return { ...base, state: 'off', text: 'not configured: this page polls the read functions '
-      + '(the client reports no live mode)' };
-  }
-  const live = states.filter((state) => state?.mode === 'live').map((state) => state.collection);
-  if (live.length) {
+  const live = usages.filter((usage) => usage?.mode === 'live').map((usage) => usage.collection);
+  const failed = usages.filter((usage) => usage?.mode !== 'live' && usage?.liveError);
+  if (live.length === usages.length && live.length) {
     return { ...base, state: 'ok', text: `listening to Firestore directly for ${live.join(', ')}` };
   }
-  return { ...base, state: 'off', text: `not live: modes ${[...new Set(modes)].join(', ')}` };
+  if (failed.length) {
+    const why = failed[0].liveError?.message ?? String(failed[0].liveError);
+    const notLive = failed.map((usage) => `${usage.collection} (${usage.mode})`).join(', ');
+    return { ...base, state: 'warn', text: `not live for ${notLive}: ${why}`
+      + (live.length ? `; live for ${live.join(', ')}` : '') };
+  }
+  if (live.length) {
+    return { ...base, state: 'warn', text: `live for ${live.join(', ')} only` };
+  }
+  return { ...base, state: 'off', text: 'not configured: this page polls the read functions '
+    + '(no Firebase Web SDK given to the client)' };
 }
 
 /** The cached-copy row of one collection (`client.cachedCopy(name)`). */
@@ -212,12 +223,12 @@ export function mountStatusPage(root, { api, client, collections }) {
       const token = api.getIdToken ? await api.getIdToken(false).catch(() => undefined) : undefined;
       const [reads, backend] = await Promise.all([
         Promise.all(collections.map(readCheck)), backendCheck()]);
-      const states = collections.map((name) => client.state(name));
+      const usages = collections.map((name) => ({ collection: name, ...client.usage(name) }));
       rows = [
         userRow(token ? tokenClaims(token) : null,
           { principal: backend.body?.principal, error: backend.error }),
         ...reads,
-        liveRow(states),
+        liveRow(usages),
         ...collections.map((name) => cacheRow(name, client.cachedCopy(name))),
         ...backendRows(backend),
       ];

@@ -72,9 +72,23 @@ beforeEach(async () => {
       await seeded.collection(name).doc('existing').set({ secret: true });
     }
     await seeded.collection('_migrations').doc('existing').collection('batches').doc('0').set({ secret: true });
+    for (const name of [...collections.map(([collection]) => collection), 'unknown']) {
+      await seeded.collection('_tombstones').doc(name).set({ secret: true });
+      await seeded.collection('_tombstones').doc(name).collection('ids').doc('gone').set(TOMBSTONE);
+      await seeded.collection('_tombstones').doc(name).collection('ids').doc('gone')
+        .collection('deeper').doc('x').set({ secret: true });
+    }
     await seeded.collection('users').doc('existing').collection('private').doc('p').set({ secret: true });
   });
 });
+
+// A tombstone as the backend writes it (shared/tombstones.py).
+const TOMBSTONE = {
+  id: 'gone',
+  deletedAt: Timestamp.fromDate(new Date('2024-05-01T12:00:00Z')),
+  recordedAt: Timestamp.fromDate(new Date('2024-05-01T12:00:01Z')),
+  expireAt: Timestamp.fromDate(new Date('2024-05-31T12:00:00Z')),
+};
 
 const NOT_ADMINS = ['anonymous', 'signedIn', 'anonymousProvider', 'adminFalse', 'adminString', 'adminNumber'];
 
@@ -162,6 +176,36 @@ describe('internal and unknown collections', () => {
       await assertFails(runs.doc('existing').delete());
       await assertFails(runs.doc('existing').collection('batches').doc('0').get());
     }
+  });
+
+  // Live mode (web/data-client.js) listens to `recordedAt > t` on a collection's tombstones.
+  for (const [name] of collections) {
+    test(`_tombstones/${name}/ids: admins may get, list and listen; nobody writes`, async () => {
+      const since = Timestamp.fromDate(new Date('2024-01-01T00:00:00Z'));
+      const ids = (who) => db[who].collection('_tombstones').doc(name).collection('ids');
+      const found = await assertSucceeds(ids('admin').where('recordedAt', '>', since).get());
+      assert.deepEqual(found.docs.map((doc) => doc.id), ['gone']);
+      await assertSucceeds(ids('admin').doc('gone').get());
+      await assertSucceeds(ids('admin').get());
+      for (const who of NOT_ADMINS) {
+        await assertFails(ids(who).where('recordedAt', '>', since).get());
+        await assertFails(ids(who).doc('gone').get());
+      }
+      for (const who of ['anonymous', 'signedIn', 'admin']) {
+        await assertFails(ids(who).doc('new').set(TOMBSTONE));
+        await assertFails(ids(who).doc('gone').update({ recordedAt: since }));
+        await assertFails(ids(who).doc('gone').delete());
+      }
+      await assertFails(db.admin.collection('_tombstones').doc(name).get());
+      await assertFails(ids('admin').doc('gone').collection('deeper').doc('x').get());
+    });
+  }
+
+  test('_tombstones of a collection without a schema: closed, admins included', async () => {
+    const ids = db.admin.collection('_tombstones').doc('unknown').collection('ids');
+    await assertFails(ids.doc('gone').get());
+    await assertFails(ids.get());
+    await assertFails(db.admin.collectionGroup('ids').get());
   });
 
   for (const name of INTERNAL) {

@@ -95,7 +95,8 @@ def _serve_in_thread(app) -> tuple[str, object]:
 
 
 class LocalStack:
-    """`python -m dev.stack` on emulators of its own; every part can be stopped by a test."""
+    """`python -m dev.stack` on emulators of its own; every part can be stopped by a test.
+    `env`: settings that replace the tests' ones (the live benchmark runs the defaults)."""
 
     def __init__(self, name: str, extra_origins: list[str], env: dict[str, str] | None = None):
         self.name = name
@@ -162,11 +163,14 @@ class LocalStack:
             return "(no log)"
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
-    def page_url(self, origin: str | None = None, poll_ms: int = 1000) -> str:
-        """The dashboard on this stack; served by `origin` (another host) when given."""
+    def page_url(self, origin: str | None = None, poll_ms: int = 1000, *, live: bool = True,
+                 user: str | None = None) -> str:
+        """The dashboard on this stack; served by `origin` (another host) when given.
+        `live=False`: polling only; `user="viewer"`: signed in without the admin claim."""
+        extra = ("" if live else "&live=0") + (f"&user={user}" if user else "")
         if origin is None:
-            return f"{self.url}/?poll={poll_ms}"
-        return f"{origin}/?api={self.url}&poll={poll_ms}"
+            return f"{self.url}/?poll={poll_ms}{extra}"
+        return f"{origin}/?api={self.url}&poll={poll_ms}{extra}"
 
     def api(self, method: str, path: str, body: object = None, **headers: str):
         return api_call(method, f"{self.url}{path}", body, headers)
@@ -187,12 +191,25 @@ class LocalStack:
         self.firestore.stop()
 
     def restart_firestore(self) -> None:
-        """Start Firestore again on the same address (an empty emulator: its data, rules and
-        triggers went with the stopped one); the stack's clients reconnect by themselves."""
-        host, port = self.firestore.host.rsplit(":", 1)
+        """Google's emulator again on the same port, empty (as after a crash), with what the
+        stack gave the first one: the rules and the triggers of the change events."""
+        from dev.stack import RULES, trigger_id
+
+        port = int(self.firestore.host.rsplit(":", 1)[1])
         self.firestore = harness.start_firestore(
-            host=host, port=int(port), log_path=ARTIFACTS / f"{self.prefix}-firestore-2.log",
+            port=port, log_path=ARTIFACTS / f"{self.prefix}-firestore-again.log",
             functions_emulator=f"127.0.0.1:{self.port}")
+        for attempt in range(3):  # its admin API can lag its "running" line on a busy machine
+            try:
+                harness.load_rules(self.firestore, PROJECT, RULES.read_text(encoding="utf-8"))
+                break
+            except harness.EmulatorError:
+                if attempt == 2:
+                    raise
+                time.sleep(2)
+        for collection in ("users", "jobs"):
+            harness.register_trigger(self.firestore, PROJECT, trigger_id(collection),
+                                     f"{collection}/{{docId}}")
 
     def stop_functions(self) -> None:
         """Stop the stack process (the page's static host, if it is another one, stays up)."""

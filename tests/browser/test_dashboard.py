@@ -40,10 +40,12 @@ def test_dashboard_lists_both_collections_from_firestore(stack, new_page):
         assert status == 200
         expect(rows(page, collection)).to_have_count(body["count"])
         expect(badge(page, collection)).to_have_text(
-            re.compile(r"^firestore · (just now|\d+ s old)$"))
+            re.compile(r"^(live · firestore|polling · firestore · (just now|\d+ s old))$"))
         expect(page.locator(f"#{collection}-count")).to_have_text(str(body["count"]))
     first = stack.api("GET", "/users?limit=1")[2]["items"][0]
     expect(row(page, "users", first["id"])).to_contain_text(first["name"])
+    for collection in ("users", "jobs"):  # the picture (docs/dashboard.png) shows live mode
+        expect(badge(page, collection)).to_have_attribute("data-mode", "live", timeout=20_000)
     ARTIFACTS.mkdir(exist_ok=True)
     page.wait_for_timeout(300)  # let the fonts settle for the picture
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
@@ -64,9 +66,10 @@ POLL_LINE = re.compile(r'"(?:\x1b\[[\d;]*m)*(GET|OPTIONS) /users\?updatedSince=\
 
 
 def test_quiet_polling_is_one_conditional_request_per_poll(stack, static_site, page):
-    """Cross-origin, as from static hosting: an unchanged collection costs a 304 per poll (the
-    browser sends If-None-Match) and no CORS preflight once the first one is cached."""
-    open_dashboard(page, stack.page_url(origin=static_site, poll_ms=500))
+    """Cross-origin, as from static hosting, with live mode off (where it cannot run): an
+    unchanged collection costs a 304 per poll (the browser sends If-None-Match) and no CORS
+    preflight once the first one is cached."""
+    open_dashboard(page, stack.page_url(origin=static_site, poll_ms=500, live=False))
     page.wait_for_timeout(1500)  # the first polls (and their one preflight) are done
     start = stack.log_path.stat().st_size
     page.wait_for_timeout(4000)

@@ -80,3 +80,66 @@ def test_static_app_alone_is_a_static_host():
     assert client.get("/").status_code == 200
     assert client.head("/styles.css").status_code == 200
     assert client.get("/users").status_code == 404
+
+
+def test_the_sdk_files_of_the_import_map_are_served_and_nothing_else_of_node_modules():
+    import re
+
+    client = Client(create_static_app(WEB_DIR))
+    page = client.get("/").data.decode()
+    mapped = re.findall(r'"(\./vendor/firebase/[^"]+)"', page)
+    assert sorted(mapped) == ["./vendor/firebase/firebase-app.js",
+                              "./vendor/firebase/firebase-firestore.js"]
+    for path in mapped:
+        response = client.get(path[1:])
+        assert response.status_code == 200, path
+        assert response.headers["Content-Type"].startswith("text/javascript")
+        assert b"Firebase" in response.data or b"firebase" in response.data
+    for path in ("/vendor/firebase/firebase-auth.js", "/vendor/firebase/package.json",
+                 "/vendor/firebase/../firebase/firebase-app.js", "/vendor/firebase/",
+                 "/vendor/firebase/firebase-firestore.js.map",
+                 "/node_modules/firebase/firebase-app.js",
+                 "/vendor/@firebase/rules-unit-testing/package.json"):
+        assert client.get(path).status_code == 404, path
+
+
+def test_the_csp_allows_the_import_map_by_its_hash_and_no_other_inline_script():
+    import base64
+    import hashlib
+    import re
+
+    client = Client(create_static_app(WEB_DIR))
+    response = client.get("/")
+    csp = response.headers["Content-Security-Policy"]
+    (import_map,) = re.findall(rb'<script type="importmap">(.*?)</script>', response.data, re.S)
+    digest = base64.b64encode(hashlib.sha256(import_map).digest()).decode()
+    script_src = next(part for part in csp.split(";") if part.strip().startswith("script-src"))
+    assert script_src.split() == ["script-src", "'self'", f"'sha256-{digest}'"]
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert "connect-src 'self' http://127.0.0.1:* http://localhost:*" in csp
+
+
+def test_the_stack_tells_the_page_its_firebase_config_with_cors(monkeypatch):
+    from dev.stack import web_config
+    from shared.settings import get_settings
+
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "demo-dashboard")
+    monkeypatch.setenv("SNAPSHOT_BUCKET", "demo-bucket")
+    monkeypatch.setenv("ALLOWED_ORIGINS", "http://127.0.0.1:9000")
+    get_settings.cache_clear()
+    try:
+        config = web_config("demo-dashboard", "127.0.0.1:8085")
+        assert config == {"projectId": "demo-dashboard",
+                          "emulators": {"firestore": {"host": "127.0.0.1", "port": 8085}}}
+        client = Client(create_stack_app({}, firebase_config=config))
+        allowed = client.get("/__/firebase/init.json", headers={"Origin": "http://127.0.0.1:9000"})
+        assert allowed.status_code == 200 and allowed.json == config
+        assert allowed.headers["Access-Control-Allow-Origin"] == "http://127.0.0.1:9000"
+        assert allowed.headers["Cache-Control"] == "no-store"
+        foreign = client.get("/__/firebase/init.json", headers={"Origin": "https://evil.test"})
+        assert "Access-Control-Allow-Origin" not in foreign.headers
+        assert client.post("/__/firebase/init.json").status_code == 404
+        assert client.get("/__/firebase/init.json/x").status_code == 404
+        assert Client(create_stack_app({})).get("/__/firebase/init.json").status_code == 404
+    finally:
+        get_settings.cache_clear()

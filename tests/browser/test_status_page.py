@@ -43,7 +43,8 @@ def test_status_page_checks_every_link_and_follows_a_firestore_outage(make_stack
     page.goto(stack.page_url(origin=static_site) + "#status")
     expect(status_row(page, "firestore")).to_have_attribute("data-state", "ok",
                                                             timeout=CHECK_S * 1000)
-    expected = {"user": "ok", "read-users": "ok", "read-jobs": "ok", "live": "off",
+    run_checks_until(page, "live", "ok", CHECK_S)  # the listeners answer a moment after load
+    expected = {"user": "ok", "read-users": "ok", "read-jobs": "ok", "live": "ok",
                 "status-function": "ok", "settings": "ok", "bucket": "ok",
                 "snapshot-users": "ok", "fresh-users": "ok", "snapshot-jobs": "ok",
                 "publisher": "ok", "migrations": "ok", "rules": "skip"}
@@ -51,7 +52,8 @@ def test_status_page_checks_every_link_and_follows_a_firestore_outage(make_stack
         expect(status_row(page, check)).to_have_attribute("data-state", state)
     expect(status_row(page, "user")).to_contain_text("admin")
     expect(status_row(page, "read-users")).to_contain_text("answered from Firestore")
-    expect(status_row(page, "live")).to_contain_text("not configured")
+    expect(status_row(page, "live")).to_contain_text(
+        "listening to Firestore directly for users, jobs")
     expect(status_row(page, "snapshot-users")).to_contain_text("240 documents")
     expect(status_row(page, "fresh-users")).to_contain_text("same document count")
     expect(status_row(page, "migrations")).to_contain_text("completed")
@@ -64,7 +66,7 @@ def test_status_page_checks_every_link_and_follows_a_firestore_outage(make_stack
     copied = page.evaluate("navigator.clipboard.readText()")
     assert copied.startswith("Dashboard status ")
     assert "ok   backend / firestore: answered in" in copied
-    assert "off  Firestore direct / live mode: not configured" in copied
+    assert "ok   Firestore direct / live mode: listening to Firestore directly" in copied
 
     # Firestore stops: its row goes red, reads come from the snapshot, the rest says why.
     stack.stop_firestore()
@@ -76,6 +78,9 @@ def test_status_page_checks_every_link_and_follows_a_firestore_outage(make_stack
     expect(status_row(page, "fresh-users")).to_have_attribute("data-state", "skip")
     expect(status_row(page, "snapshot-users")).to_have_attribute("data-state", "ok")
     expect(page.locator("#status-summary")).to_contain_text("failing")
+    # The page's own listeners lose Firestore too: it polls the functions, and says why.
+    run_checks_until(page, "live", "warn", CHECK_S)
+    expect(status_row(page, "live")).to_contain_text("not live for")
 
     # Firestore returns (empty: a new emulator): green again.
     stack.restart_firestore()

@@ -159,10 +159,15 @@ describe('status page logic', () => {
     const failed = readRow('jobs', { error: new ApiError('x', { status: 0, code: 'unreachable' }), url: 'http://a/jobs' });
     assert.equal(failed.state, 'fail');
     assert.match(failed.text, /cannot be reached/);
-    assert.equal(liveRow([{ collection: 'users' }]).state, 'off');
-    assert.match(liveRow([{ collection: 'users' }]).text, /not configured/);
-    const live = liveRow([{ collection: 'users', mode: 'live' }, { collection: 'jobs', mode: 'poll' }]);
-    assert.deepEqual([live.state, live.text], ['ok', 'listening to Firestore directly for users']);
+    assert.equal(liveRow([{ collection: 'users', mode: 'polling' }]).state, 'off');
+    assert.match(liveRow([{ collection: 'users', mode: 'polling' }]).text, /not configured/);
+    const live = liveRow([{ collection: 'users', mode: 'live' }, { collection: 'jobs', mode: 'live' }]);
+    assert.deepEqual([live.state, live.text], ['ok', 'listening to Firestore directly for users, jobs']);
+    const lost = liveRow([{ collection: 'users', mode: 'polling', liveError: new Error('Firestore cannot be reached') },
+      { collection: 'jobs', mode: 'live' }]);
+    assert.equal(lost.state, 'warn');
+    assert.match(lost.text, /not live for users \(polling\): Firestore cannot be reached; live for jobs/);
+    assert.equal(liveRow([{ collection: 'users', mode: 'live' }, { collection: 'jobs', mode: 'polling' }]).state, 'warn');
     assert.equal(cacheRow('users', null).state, 'off');
     assert.match(cacheRow('users', { count: 240, ageMs: 12_000 }).text, /240 documents saved 12 s ago/);
     assert.equal(userRow(null, {}).state, 'fail');

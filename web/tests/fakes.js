@@ -4,6 +4,10 @@
 // - FakeBackend: a fake `fetch` that plays the read and write API of the functions
 //   (paging, updatedSince + deleted, weak ETags and 304, X-Data-Source, 400/409/412, Bearer).
 // - FakeDocument: an EventTarget with a writable `hidden`.
+// - FakeFirestoreSdk: the Firebase Web SDK's `firebase/firestore` functions the live mode uses
+//   (query, where, onSnapshot, Timestamp, ...), listening to the FakeBackend's data. A fake
+//   because it is the SDK boundary: the real SDK against Google's emulator is tested in
+//   Chromium (tests/browser/test_live.py).
 
 export async function flush(rounds = 20) {
   for (let i = 0; i < rounds; i += 1) await new Promise((resolve) => setImmediate(resolve));
@@ -124,7 +128,12 @@ export class FakeBackend {
     this.maxLimit = 1000; // the asOf of every 200 list answer, in order
     this.gate = null; // a promise every response waits for (to hold answers in flight)
     this.micro = 0;
+    this.watchers = new Set(); // called after every change (the fake SDK's listeners)
     this.fetch = (url, init = {}) => this.handle(url, init);
+  }
+
+  changed() {
+    for (const watcher of this.watchers) watcher();
   }
 
   /** A server timestamp strictly after the previous one, with microseconds. */
@@ -138,12 +147,14 @@ export class FakeBackend {
     const stored = { ...item, updatedAt: this.stamp() };
     this.collections.get(collection).set(item.id, stored);
     this.tombstones.get(collection).delete(item.id);
+    this.changed();
     return stored;
   }
 
   delete(collection, id) {
     this.collections.get(collection).delete(id);
     this.tombstones.get(collection).set(id, this.stamp());
+    this.changed();
   }
 
   seed(collection, count, prefix = 'u') {
@@ -267,4 +278,169 @@ export class FakeBackend {
     const stored = this.put(collection, next);
     return json(current ? 200 : 201, stored, { ETag: this.etagOf(stored) });
   }
+}
+
+// --- the Firebase Web SDK (firestore) -------------------------------------------------------------
+
+export class FakeTimestamp {
+  constructor(seconds, nanoseconds) {
+    this.seconds = seconds;
+    this.nanoseconds = nanoseconds;
+  }
+
+  static fromMillis(ms) {
+    return new FakeTimestamp(Math.floor(ms / 1000), (ms % 1000) * 1e6);
+  }
+
+  /** From the backend's RFC 3339 stamps (`...SS.ffffffZ`). */
+  static parse(text) {
+    const [whole, fraction = ''] = text.replace(/Z$/, '').split('.');
+    return new FakeTimestamp(Date.parse(`${whole}Z`) / 1000, Number(fraction.padEnd(9, '0')));
+  }
+
+  compare(other) {
+    return this.seconds - other.seconds || this.nanoseconds - other.nanoseconds;
+  }
+}
+
+export class FakeGeoPoint {
+  constructor(latitude, longitude) {
+    this.latitude = latitude;
+    this.longitude = longitude;
+  }
+}
+
+export class FakeDocumentReference {
+  constructor(path) {
+    this.path = path;
+  }
+}
+
+export class FakeBytes {
+  constructor(base64) {
+    this.base64 = base64;
+  }
+
+  toBase64() {
+    return this.base64;
+  }
+}
+
+const STAMP_FIELDS = ['createdAt', 'updatedAt', 'deletedAt', 'recordedAt'];
+
+/**
+ * The functions of `firebase/firestore` that data-client.js calls, over a FakeBackend: a
+ * listener's query is `where(field, '>', Timestamp)` on a collection or on
+ * `_tombstones/<name>/ids`; every backend change answers each listener with its changes
+ * (added / modified / removed), asynchronously, as the SDK does. `offline()` / `online()` flip
+ * `metadata.fromCache`, `fail(code)` ends every listener with an error, `deny` refuses new ones.
+ */
+export class FakeFirestoreSdk {
+  constructor(backend) {
+    this.backend = backend;
+    this.listeners = new Set();
+    this.fromCache = false;
+    this.deny = null; // an error code new listeners fail with
+    this.calls = []; // disableNetwork / enableNetwork
+    this.Timestamp = FakeTimestamp;
+    this.GeoPoint = FakeGeoPoint;
+    this.DocumentReference = FakeDocumentReference;
+    this.Bytes = FakeBytes;
+    this.db = { toJSON: () => ({ settings: { host: 'firestore.test', ssl: true } }) };
+    backend.watchers.add(() => this.deliverAll());
+    // The module's functions, as `import * as sdk from 'firebase/firestore'` has them.
+    this.collection = (db, ...path) => ({ path: path.join('/') });
+    this.where = (field, op, value) => ({ field, op, value });
+    this.query = (ref, filter) => ({ path: ref.path, filter });
+    this.onSnapshot = (query, options, next, error) => this.listen(query, options, next, error);
+    this.disableNetwork = async () => { this.calls.push('disableNetwork'); this.offline(); };
+    this.enableNetwork = async () => { this.calls.push('enableNetwork'); this.online(); };
+  }
+
+  listen(query, options, next, error) {
+    assert(query.filter.op === '>' && query.filter.value instanceof FakeTimestamp, 'a > Timestamp query');
+    const listener = { query, next, error, docs: new Map(), answered: false, closed: false };
+    this.listeners.add(listener);
+    queueMicrotask(() => {
+      if (this.deny) this.fail(this.deny, [listener]);
+      else this.deliver(listener, true);
+    });
+    return () => {
+      listener.closed = true;
+      this.listeners.delete(listener);
+    };
+  }
+
+  /** The documents a query matches now: Map id -> data (stamps as Timestamps). */
+  results({ path, filter }) {
+    const parts = path.split('/');
+    const rows = parts[0] === '_tombstones'
+      ? [...this.backend.tombstones.get(parts[1])].map(([id, at]) => ({ id, deletedAt: at, recordedAt: at }))
+      : [...this.backend.collections.get(path).values()];
+    const found = new Map();
+    for (const row of rows) {
+      const data = { ...row };
+      delete data.id;
+      for (const field of STAMP_FIELDS) if (typeof data[field] === 'string') data[field] = FakeTimestamp.parse(data[field]);
+      if (data[filter.field] instanceof FakeTimestamp && data[filter.field].compare(filter.value) > 0) {
+        found.set(row.id, data);
+      }
+    }
+    return found;
+  }
+
+  deliverAll() {
+    for (const listener of this.listeners) queueMicrotask(() => this.deliver(listener, false));
+  }
+
+  deliver(listener, first) {
+    if (listener.closed) return;
+    const now = this.results(listener.query);
+    const changes = [];
+    const doc = (id, data) => ({ id, data: () => data });
+    for (const [id, data] of now) {
+      const before = listener.docs.get(id);
+      if (!before) changes.push({ type: 'added', doc: doc(id, data) });
+      else if (JSON.stringify(before) !== JSON.stringify(data)) changes.push({ type: 'modified', doc: doc(id, data) });
+    }
+    for (const [id, data] of listener.docs) if (!now.has(id)) changes.push({ type: 'removed', doc: doc(id, data) });
+    if (this.fromCache && !first) return; // offline: nothing new arrives
+    if (changes.length === 0 && !first && listener.answered) return;
+    listener.docs = now;
+    listener.answered = true;
+    listener.next({ docChanges: () => changes, size: now.size, metadata: { fromCache: this.fromCache, hasPendingWrites: false } });
+  }
+
+  /** Metadata-only snapshots, as the SDK raises them with includeMetadataChanges. */
+  announce() {
+    for (const listener of this.listeners) {
+      listener.next({ docChanges: () => [], size: listener.docs.size,
+        metadata: { fromCache: this.fromCache, hasPendingWrites: false } });
+    }
+  }
+
+  offline() {
+    this.fromCache = true;
+    this.announce();
+  }
+
+  online() {
+    this.fromCache = false;
+    this.announce();
+    this.deliverAll();
+  }
+
+  fail(code, which = [...this.listeners]) {
+    for (const listener of which) {
+      this.listeners.delete(listener);
+      listener.closed = true;
+      const error = new Error(`Missing or insufficient permissions (${code}).`);
+      error.code = code;
+      listener.error(error);
+    }
+  }
+}
+
+function assert(condition, message) {
+  if (!condition) throw new Error(`fake SDK: ${message}`);
 }
