@@ -400,8 +400,16 @@ export class DataClient extends EventTarget {
   usage(name) {
     const state = this.#state(name);
     return {
-      ...state.usage, mode: this.#mode(state), liveError: state.live.error ?? this.#liveError,
+      ...state.usage, mode: this.#mode(state), liveError: this.#liveProblem(state),
     };
+  }
+
+  /** Why a collection is not live (null when it is, or when live mode is not configured). */
+  #liveProblem(state) {
+    const error = state.live.error ?? this.#liveError;
+    if (error || !this.#live || this.#isLive(state)) return error ?? null;
+    if (this.#probe.down) return new Error(`Firestore cannot be reached (${this.#probe.url})`);
+    return new Error('the listeners have not answered from the server yet');
   }
 
   /** The current state of a collection (the detail of its last event, with fresh times). */
