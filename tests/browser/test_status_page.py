@@ -43,7 +43,8 @@ def test_status_page_checks_every_link_and_follows_a_firestore_outage(make_stack
     page.goto(stack.page_url(origin=static_site) + "#status")
     expect(status_row(page, "firestore")).to_have_attribute("data-state", "ok",
                                                             timeout=CHECK_S * 1000)
-    run_checks_until(page, "live", "ok", CHECK_S)  # the listeners answer a moment after load
+    # The listeners answer a moment after load (once, under heavy load, more than 40 s).
+    run_checks_until(page, "live", "ok", 2 * CHECK_S)
     expected = {"user": "ok", "read-users": "ok", "read-jobs": "ok", "live": "ok",
                 "status-function": "ok", "settings": "ok", "bucket": "ok",
                 "snapshot-users": "ok", "fresh-users": "ok", "snapshot-jobs": "ok",
