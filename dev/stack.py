@@ -37,6 +37,19 @@ def trigger_id(collection: str) -> str:
     return f"publish-snapshot-{collection}"
 
 
+def prepare_emulator(firestore_emu, project: str, collections, database: str = "(default)"):
+    """What the stack gives the Firestore emulator: `firestore.rules` for the project (they
+    govern the page's own Firestore access; the Admin SDK bypasses them), and one trigger per
+    collection, so that the emulator delivers its change events to `publish_snapshot` as
+    Eventarc does when deployed."""
+    from emulators.harness import load_rules, register_trigger
+
+    load_rules(firestore_emu, project, RULES.read_text(encoding="utf-8"))
+    for collection in collections:
+        register_trigger(firestore_emu, project, trigger_id(collection),
+                         f"{collection}/{{docId}}", database=database)
+
+
 def web_config(project: str, firestore_host: str) -> dict:
     """What the page's live mode needs (`/__/firebase/init.json`): the project, and where the
     Firestore emulator listens ("HOST:PORT"), which the page connects its Web SDK to."""
@@ -84,7 +97,6 @@ def _run(args: argparse.Namespace, stop: threading.Event, firestore_emu) -> int:
 
     from dev.app import create_stack_app
     from dev.seed import seed
-    from emulators.harness import load_rules, register_trigger
     from shared.clients import get_db, get_storage
     from shared.settings import get_settings
 
@@ -97,18 +109,13 @@ def _run(args: argparse.Namespace, stop: threading.Event, firestore_emu) -> int:
                                                     settings).items():
             print(f"loaded {written} {collection} ({rejected} rejected by the schema)")
 
-    # The versioned rules govern the page's own Firestore access (the Admin SDK bypasses them).
-    load_rules(firestore_emu, settings.project, RULES.read_text(encoding="utf-8"))
     # The port is bound here, so the emulator's first deliveries wait in its backlog until the
     # server runs; the stack answers requests only once everything is in place.
     server = make_server(args.host, args.port, create_stack_app(
         {**{name: "http" for name in HTTP_FUNCTIONS}, "publish_snapshot": "cloudevent"},
         firebase_config=web_config(settings.project, firestore_emu.host)), threaded=True)
     base = f"http://{args.host}:{args.port}"
-    # The emulator's own change events -> publish_snapshot, as Eventarc does when deployed.
-    for collection in settings.collections:
-        register_trigger(firestore_emu, settings.project, trigger_id(collection),
-                         f"{collection}/{{docId}}", database=settings.database)
+    prepare_emulator(firestore_emu, settings.project, settings.collections, settings.database)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print("\nlocal stack ready:")
     print(f"  {base}/  (demo dashboard)")

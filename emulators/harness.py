@@ -71,9 +71,18 @@ class EmulatorError(RuntimeError):
 
 def free_port() -> int:
     """A TCP port that was free on 127.0.0.1 a moment ago."""
+    with reserved_port() as port:
+        return port
+
+
+@contextlib.contextmanager
+def reserved_port():
+    """A free port of 127.0.0.1, held (bound) until the block ends: nothing started meanwhile
+    (an emulator's own extra ports, which it takes at random) can take it. Release it just
+    before the process that will listen there starts."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        yield sock.getsockname()[1]
 
 
 @dataclass(eq=False)

@@ -62,6 +62,7 @@ class EventRouter:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def route(self, project: str, app) -> None:
+        """Hand the project's deliveries to `app` (None: answer them 404 again)."""
         self.apps[project] = app
 
     def __call__(self, environ, start_response):

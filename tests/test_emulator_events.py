@@ -22,8 +22,7 @@ from werkzeug.serving import make_server
 from werkzeug.test import Client
 
 from dev.app import create_stack_app, emulator_deliveries
-from dev.stack import trigger_id
-from emulators import harness
+from dev.stack import prepare_emulator
 from shared.events import EventError, decode_event
 from tests.helpers import publish
 from tests.test_publish_support import firestore_items, snapshot_body, user
@@ -135,23 +134,24 @@ def test_a_write_in_the_emulator_reaches_the_snapshot_through_its_own_events(
     publish(firestore_client, storage_client, bucket.name)
     app = create_stack_app({"publish_snapshot": "cloudevent"}, static_dir=None)
     emulators.events.route(firestore_client.project, app)
-    for collection in ("users", "jobs"):
-        harness.register_trigger(emulators.firestore, firestore_client.project,
-                                 trigger_id(collection), f"{collection}/{{docId}}")
+    try:
+        prepare_emulator(emulators.firestore, firestore_client.project, ("users", "jobs"))
 
-    def snapshot_ids() -> list[str]:
-        return [item["id"] for item in snapshot_body(bucket)["items"]]
+        def snapshot_ids() -> list[str]:
+            return [item["id"] for item in snapshot_body(bucket)["items"]]
 
-    firestore_client.document("users/u_new").set(user(99))
-    created = wait_for(lambda: "u_new" in snapshot_ids(), 10)
-    firestore_client.document("users/u_03").delete()
-    deleted = wait_for(lambda: "u_03" not in snapshot_ids(), 10)
-    for i in range(30):  # a burst: coalesced, and the last change is published
-        firestore_client.document(f"users/u_{i % 20:02d}").set(user(i, status="pending"))
-    burst = wait_for(lambda: snapshot_body(bucket)["items"]
-                     == firestore_items(firestore_client), 15)
-    assert created < 2 and deleted < 2 and burst < 3.5, (created, deleted, burst)
-    assert "u_03" in {t["id"] for t in snapshot_body(bucket)["tombstones"]}
+        firestore_client.document("users/u_new").set(user(99))
+        created = wait_for(lambda: "u_new" in snapshot_ids(), 10)
+        firestore_client.document("users/u_03").delete()
+        deleted = wait_for(lambda: "u_03" not in snapshot_ids(), 10)
+        for i in range(30):  # a burst: coalesced, and the last change is published
+            firestore_client.document(f"users/u_{i % 20:02d}").set(user(i, status="pending"))
+        burst = wait_for(lambda: snapshot_body(bucket)["items"]
+                         == firestore_items(firestore_client), 15)
+        assert created < 2 and deleted < 2 and burst < 3.5, (created, deleted, burst)
+        assert "u_03" in {t["id"] for t in snapshot_body(bucket)["tombstones"]}
+    finally:  # later deliveries of this project must not reach a test that is over
+        emulators.events.route(firestore_client.project, None)
 
 
 def test_the_stack_server_takes_deliveries_on_its_one_port(emulators, emulator_env,

@@ -101,17 +101,25 @@ class LocalStack:
     def __init__(self, name: str, extra_origins: list[str], env: dict[str, str] | None = None):
         self.name = name
         self.env = dict(env or {})  # settings of this stack's functions (shared/settings.py)
-        self.port = harness.free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         # Logs named per test run too: two runs on one machine must not write the same file.
         prefix = f"browser-{name}-{os.getpid()}"
         self.prefix = prefix
         self.log_path = ARTIFACTS / f"{prefix}-stack.log"
         self.process: subprocess.Popen | None = None
-        self.firestore = harness.start_firestore(log_path=ARTIFACTS / f"{prefix}-firestore.log",
-                                                 functions_emulator=f"127.0.0.1:{self.port}")
+        # The stack's port is held while the emulators start: Google's emulator opens extra
+        # ports at random, and one once took the stack's.
+        with harness.reserved_port() as self.port:
+            self.url = f"http://127.0.0.1:{self.port}"
+            self.firestore = harness.start_firestore(
+                log_path=ARTIFACTS / f"{prefix}-firestore.log",
+                functions_emulator=f"127.0.0.1:{self.port}")
+            try:
+                self.storage = harness.start_storage(
+                    log_path=ARTIFACTS / f"{prefix}-storage.log")
+            except BaseException:
+                self.firestore.stop()
+                raise
         try:
-            self.storage = harness.start_storage(log_path=ARTIFACTS / f"{prefix}-storage.log")
             self._start(extra_origins)
         except BaseException:
             self.stop()
@@ -193,7 +201,7 @@ class LocalStack:
     def restart_firestore(self) -> None:
         """Google's emulator again on the same port, empty (as after a crash), with what the
         stack gave the first one: the rules and the triggers of the change events."""
-        from dev.stack import RULES, trigger_id
+        from dev.stack import prepare_emulator
 
         port = int(self.firestore.host.rsplit(":", 1)[1])
         self.firestore = harness.start_firestore(
@@ -201,15 +209,12 @@ class LocalStack:
             functions_emulator=f"127.0.0.1:{self.port}")
         for attempt in range(3):  # its admin API can lag its "running" line on a busy machine
             try:
-                harness.load_rules(self.firestore, PROJECT, RULES.read_text(encoding="utf-8"))
+                prepare_emulator(self.firestore, PROJECT, ("users", "jobs"))
                 break
             except harness.EmulatorError:
                 if attempt == 2:
                     raise
                 time.sleep(2)
-        for collection in ("users", "jobs"):
-            harness.register_trigger(self.firestore, PROJECT, trigger_id(collection),
-                                     f"{collection}/{{docId}}")
 
     def stop_functions(self) -> None:
         """Stop the stack process (the page's static host, if it is another one, stays up)."""
