@@ -36,7 +36,7 @@ from shared.auth import authenticate, check_app_check
 from shared.breaker import CircuitBreaker
 from shared.cache import TTLCache
 from shared.clients import firestore_deadline, get_db, get_storage
-from shared.encoding import encode_document_pb, utc_now
+from shared.encoding import document_json_pb, encode_document_pb, utc_now
 from shared.errors import (
     AppError,
     BadRequest,
@@ -45,14 +45,13 @@ from shared.errors import (
     Unavailable,
 )
 from shared.events import format_ns, to_ns
-from shared.firestore_wire import get_document, run_query
+from shared.firestore_wire import WireDocument, get_document, run_query
 from shared.logs import request_context, request_log
 from shared.query import (
-    Page,
     ReadQuery,
     check_document_id,
-    finish_page,
     is_descending_key_scan,
+    make_page_token,
     parse_fields,
     parse_list_query,
     project,
@@ -247,36 +246,75 @@ def _compute_list(context: ReadContext, query: ReadQuery) -> tuple[CachedRespons
     # from the tombstones the snapshot publisher records (shared.tombstones).
     polls_deletions = query.updated_since is not None and query.cursor is None
 
-    def from_firestore() -> tuple[Page, str, list[str]]:
+    def from_firestore() -> tuple[ListedPage, str, list[str]]:
         db = context.db()
-        as_of, fetched = None, []
-        # Each document is encoded as it arrives, while the next ones are still on their way.
-        for doc in _run_firestore_query(db, query, firestore_deadline(context.settings)):
-            as_of = as_of or doc.read_time_ns
-            fetched.append(encode_document_pb(doc.id, doc.document.fields))
+        page, as_of = _firestore_page(
+            _run_firestore_query(db, query, firestore_deadline(context.settings)), query)
         as_of = as_of or started
         deleted: list[str] = []
         if polls_deletions:
             deleted, checked_until = _deleted_since(context, db, query)
             as_of = min(as_of, checked_until)
-        return finish_page(fetched, query), format_ns(as_of), deleted
+        return page, format_ns(as_of), deleted
 
-    def from_snapshot(snapshot: Snapshot) -> tuple[Page, str, list[str]]:
+    def from_snapshot(snapshot: Snapshot) -> tuple[ListedPage, str, list[str]]:
         deleted = snapshot.deleted_since(query.updated_since) if polls_deletions else []
-        return run_on_items(snapshot.items, query, load_schema(query.collection),
-                            snapshot.memo), snapshot.generated_at, deleted
+        page = run_on_items(snapshot.items, query, load_schema(query.collection), snapshot.memo)
+        return (ListedPage(http.dumps(page.items), len(page.items), page.next_page_token),
+                snapshot.generated_at, deleted)
 
     started = to_ns(utc_now())
     (page, as_of, deleted), source = _firestore_or_snapshot(context, query.collection,
                                                              from_firestore, from_snapshot)
-    listing: dict[str, Any] = {"collection": query.collection, "items": page.items,
-                               "count": len(page.items), "nextPageToken": page.next_page_token}
-    if query.updated_since is not None:
-        listing["deleted"] = deleted
-    head = http.dumps(listing)
+    head = _listing_json(query, page, deleted)
     tail = http.dumps({"source": source, "asOf": as_of})
     body = head[:-1] + b"," + tail[1:]
-    return CachedResponse(200, body, http.weak_etag(head), source, len(page.items)), None
+    return CachedResponse(200, body, http.weak_etag(head), source, page.count), None
+
+
+@dataclass(frozen=True)
+class ListedPage:
+    """One page of a list answer: its items as a JSON array (bytes), how many, the next token."""
+
+    items_json: bytes
+    count: int
+    next_page_token: str | None
+
+
+def _listing_json(query: ReadQuery, page: ListedPage, deleted: list[str]) -> bytes:
+    """The list answer up to `source`/`asOf` (what its ETag covers): the bytes `http.dumps`
+    writes for `{"collection", "items", "count", "nextPageToken"[, "deleted"]}`."""
+    head = (b'{"collection":' + http.dumps(query.collection) + b',"items":' + page.items_json
+            + b',"count":' + str(page.count).encode() + b',"nextPageToken":'
+            + http.dumps(page.next_page_token))
+    if query.updated_since is not None:
+        head += b',"deleted":' + http.dumps(deleted)
+    return head + b"}"
+
+
+def _firestore_page(docs: Iterator[WireDocument],
+                    query: ReadQuery) -> tuple[ListedPage, int | None]:
+    """A page from the `limit + 1` documents of a Firestore query, and their read time (ns).
+
+    Each document is written as JSON text as it arrives (while the next ones are on their
+    way), projected to `fields`; only the page's last document is also decoded whole, for the
+    next page's token (which needs its sort field, projected away or not).
+    """
+    fields, limit = query.fields, query.limit
+    texts: list[str] = []
+    last, has_more, read_ns = None, False, None
+    for doc in docs:
+        read_ns = read_ns or doc.read_time_ns
+        if len(texts) < limit:
+            last = doc
+            texts.append(document_json_pb(doc.id, doc.document.fields, fields))
+        else:
+            has_more = True
+    token = None
+    if has_more and last is not None:
+        token = make_page_token(query, encode_document_pb(last.id, last.document.fields))
+    items_json = ("[" + ",".join(texts) + "]").encode("utf-8")
+    return ListedPage(items_json, len(texts), token), read_ns
 
 
 def _run_firestore_query(db: Any, query: ReadQuery, deadline: dict[str, Any]) -> Iterator[Any]:
@@ -323,22 +361,21 @@ def _deleted_since(context: ReadContext, db: Any, query: ReadQuery) -> tuple[lis
 
 def _compute_get(context: ReadContext, collection: str, doc_id: str,
                  fields: tuple[str, ...] | None) -> tuple[CachedResponse, float | None]:
-    def from_firestore() -> dict[str, Any] | None:
+    def from_firestore() -> bytes | None:
         db = context.db()
         found, _ = get_document(db, db.collection(collection).document(doc_id), fields,
                                 **firestore_deadline(context.settings))
-        return encode_document_pb(doc_id, found.fields) if found is not None else None
+        return document_json_pb(doc_id, found.fields).encode() if found is not None else None
 
-    def from_snapshot(snapshot: Snapshot) -> dict[str, Any] | None:
+    def from_snapshot(snapshot: Snapshot) -> bytes | None:
         found = snapshot.item(doc_id)
-        return project(found, fields) if found is not None else None
+        return http.dumps(project(found, fields)) if found is not None else None
 
-    item, source = _firestore_or_snapshot(context, collection, from_firestore, from_snapshot)
-    if item is None:
+    body, source = _firestore_or_snapshot(context, collection, from_firestore, from_snapshot)
+    if body is None:
         body = http.dumps({"error": {"code": "not_found",
                                      "message": f"no document {doc_id!r} in {collection}"}})
         return CachedResponse(404, body, "", source, 0), None
-    body = http.dumps(item)
     return CachedResponse(200, body, http.weak_etag(body), source, 1), None
 
 

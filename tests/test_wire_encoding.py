@@ -23,7 +23,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared import http
-from shared.encoding import encode_document, encode_document_pb, encode_value, encode_value_pb
+from shared.encoding import (
+    document_json_pb,
+    encode_document,
+    encode_document_pb,
+    encode_value,
+    encode_value_pb,
+    value_json_pb,
+)
+from shared.query import project
 from shared.records import field_name_problem, id_problem
 from tests import legacy_read_path as legacy
 
@@ -115,8 +123,16 @@ def test_every_value_encodes_as_the_client_layer_did(offline_client, data):
     # A dict of protobuf Values stands for the protobuf map (keys, then a lookup each).
     assert http.dumps(encode_document_pb("d", stored)) == expected
     assert http.dumps(encode_document("d", decoded)) == expected
+    # The read API's list pages and single documents: JSON text written straight from protobuf.
+    assert document_json_pb("d", stored).encode() == expected
+    names = tuple(data.draw(st.lists(st.sampled_from([*stored, "absent", "id"]) if stored
+                                     else st.just("absent"), unique=True), label="fields"))
+    names = tuple(name for name in names if name != "id")  # as parse_fields leaves them
+    assert document_json_pb("d", stored, names).encode() == http.dumps(
+        project(legacy.encode_document("d", decoded), names))
     for key, value in stored.items():
         assert http.dumps(encode_value_pb(value)) == http.dumps(legacy.encode_value(decoded[key]))
+        assert value_json_pb(value).encode() == http.dumps(legacy.encode_value(decoded[key]))
         assert http.dumps(encode_value(decoded[key])) == http.dumps(
             legacy.encode_value(decoded[key]))
 
@@ -130,6 +146,7 @@ def test_years_before_1000_are_padded_now():
     # The old encoder wrote "999-12-31T..." here on glibc (not RFC 3339, and not parseable by
     # shared.encoding.parse_timestamp); both shapes now write four digits.
     assert encode_value_pb(value) == "0999-12-31T23:59:59.5Z"
+    assert value_json_pb(value) == '"0999-12-31T23:59:59.5Z"'
     assert encode_value(early) == "0999-12-31T23:59:59.5Z"
     assert encode_value(dt.datetime(1, 1, 1, tzinfo=UTC)) == "0001-01-01T00:00:00Z"
 
@@ -144,11 +161,14 @@ def test_maps_of_other_clients_encode_as_maps_and_foreign_references_as_paths():
     # The client decoded this map into a Vector, which the old encoder could not encode (the
     # whole answer failed over to the snapshot); it is shown as the map it is.
     assert encode_value_pb(value) == {"__type__": "__vector__", "value": [0.5]}
+    assert json.loads(value_json_pb(value)) == {"__type__": "__vector__", "value": [0.5]}
     foreign = document.Value.pb()(
         reference_value="projects/other/databases/(default)/documents/jobs/j1")
     assert encode_value_pb(foreign) == "jobs/j1"
+    assert value_json_pb(foreign) == '"jobs/j1"'
     nothing = document.Value.pb()()
     assert encode_value_pb(nothing) is None
+    assert value_json_pb(nothing) == "null"
 
 
 # --- end to end, against the emulator -----------------------------------------------------------
