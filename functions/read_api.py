@@ -34,7 +34,7 @@ from functions import write_api
 from shared import http
 from shared.auth import authenticate, check_app_check
 from shared.breaker import CircuitBreaker
-from shared.cache import TTLCache
+from shared.cache import TTLCache, WriteFence
 from shared.clients import firestore_deadline, get_db, get_storage
 from shared.encoding import document_json_pb, encode_document_pb, utc_now
 from shared.errors import (
@@ -100,6 +100,8 @@ class ReadContext:
     tombstones: TTLCache[tuple[Any, Any]]
     breaker: CircuitBreaker
     executor: concurrent.futures.ThreadPoolExecutor
+    # This instance's writes in flight, per collection (functions.write_api): see WriteFence.
+    fence: WriteFence = field(default_factory=WriteFence)
     # The last parsed snapshot of each collection: reused while its object keeps its generation.
     parsed: dict[str, Snapshot] = field(default_factory=dict)
 
@@ -187,16 +189,16 @@ def _dispatch(request: Request, collection: str, context: ReadContext) -> Respon
         query = parse_list_query(request.args.items(multi=True), schema,
                                  default_limit=settings.default_limit,
                                  max_limit=settings.max_limit)
-        cached = context.cache.get_or_compute(
-            ("list", query), lambda: _compute_list(context, query))
+        cached = context.fence.cached(context.cache, collection, ("list", query),
+                                      lambda: _compute_list(context, query))
     else:
         fields = parse_fields(request.args.get("fields"), schema)
         unknown = set(request.args) - {"fields"}
         if unknown:
             raise BadRequest(f"unknown parameter {sorted(unknown)[0]!r} for a single document",
                              code="invalid_parameter")
-        cached = context.cache.get_or_compute(
-            ("get", collection, doc_id, fields),
+        cached = context.fence.cached(
+            context.cache, collection, ("get", collection, doc_id, fields),
             lambda: _compute_get(context, collection, doc_id, fields))
     return _respond(request, cached, settings)
 

@@ -27,6 +27,7 @@ from shared.errors import (
     MethodNotAllowed,
     NotFound,
     PreconditionFailed,
+    Unavailable,
 )
 from shared.records import RecordError, convert_record
 from shared.schema import CollectionSchema, load_schema
@@ -53,34 +54,60 @@ def handle_write(request: Request, collection: str, doc_id: str | None,
                                allowed=DOCUMENT_METHODS)
     authenticate(request.headers, settings, require_admin=True)
     schema = load_schema(collection)
-    db = context.db()
-    writer = _Writer(db, schema, request.headers.get("If-Match"),
-                     firestore_deadline(context.settings),
-                     tombstone_retention_s=settings.tombstone_retention_s)
-    if request.method == "DELETE":
-        writer.delete(doc_id)
-        response = Response(status=204)
-    else:
+    body = None
+    if request.method != "DELETE":
         body = http.read_json_body(request, max_bytes=settings.max_body_bytes)
         if not isinstance(body, dict):
             raise BadRequest("the body must be a JSON object", code="invalid_body")
-        if request.method == "POST":
-            item, status = writer.create(body), 201
-        elif request.method == "PUT":
-            item, status = writer.replace(doc_id, body)
-        else:
-            item, status = writer.patch(doc_id, body), 200
-        payload = http.dumps(item)
-        response = Response(payload, status=status, content_type=http.JSON_TYPE)
-        response.headers["ETag"] = http.weak_etag(payload)
-        if status == 201:
-            response.headers["Location"] = f"{request.url_root}{quote(item['id'], safe='')}"
+    writer = _Writer(context.db(), schema, request.headers.get("If-Match"),
+                     firestore_deadline(context.settings),
+                     tombstone_retention_s=settings.tombstone_retention_s)
+    context.fence.begin(collection)
+    try:
+        response = _apply(request, writer, doc_id, body)
+    except Exception as exc:
+        if _is_unfinished(exc):
+            raise Unavailable(
+                f"Firestore did not confirm the write ({type(exc).__name__}); it may have been "
+                "applied: read the document before trying again", retry_after_s=1) from exc
+        raise
+    finally:
+        # Even a failed write may have committed: this instance's reads must not outlive it.
+        context.cache.invalidate(lambda key: _key_collection(key) == collection)
+        if request.method == "DELETE":
+            # The newest-tombstone time this instance cached is older than the one written.
+            context.tombstones.invalidate(lambda key: key == collection)
+        context.fence.end(collection)
     response.headers["Cache-Control"] = "no-store"
-    context.cache.invalidate(lambda key: _key_collection(key) == collection)
-    if request.method == "DELETE":
-        # The newest-tombstone time this instance cached is older than the one just written.
-        context.tombstones.invalidate(lambda key: key == collection)
     return response
+
+
+def _apply(request: Request, writer: _Writer, doc_id: str | None,
+           body: dict[str, Any] | None) -> Response:
+    if request.method == "DELETE":
+        writer.delete(doc_id)
+        return Response(status=204)
+    if request.method == "POST":
+        item, status = writer.create(body), 201
+    elif request.method == "PUT":
+        item, status = writer.replace(doc_id, body)
+    else:
+        item, status = writer.patch(doc_id, body), 200
+    payload = http.dumps(item)
+    response = Response(payload, status=status, content_type=http.JSON_TYPE)
+    response.headers["ETag"] = http.weak_etag(payload)
+    if status == 201:
+        response.headers["Location"] = f"{request.url_root}{quote(item['id'], safe='')}"
+    return response
+
+
+def _is_unfinished(exc: BaseException) -> bool:
+    """Firestore was unreachable, out of time or overloaded: the write's fate is unknown (a
+    503 to retry after reading back), not a defect of the request or of this code (a 500)."""
+    from google.api_core import exceptions as gexc
+
+    return isinstance(exc, (gexc.DeadlineExceeded, gexc.ServiceUnavailable, gexc.RetryError,
+                            gexc.InternalServerError, gexc.ResourceExhausted, gexc.Aborted))
 
 
 def _key_collection(key: Any) -> str | None:

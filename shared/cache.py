@@ -91,3 +91,51 @@ class TTLCache(Generic[V]):
             else:
                 for key in [k for k in self._entries if predicate(k)]:
                     del self._entries[key]
+
+
+class WriteFence:
+    """Keeps an instance's cached reads of a collection from outliving its own writes.
+
+    A write is *in flight* from before its commit until its answer is ready. Firestore may
+    already have it then (a listener in another tab shows it), so while one is, reads of that
+    collection skip the cache; and an answer computed across a write (it may predate the
+    commit) is not stored. The write drops the collection's entries before it ends.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._in_flight: dict[str, int] = {}
+        self._generation: dict[str, int] = {}
+
+    def generation(self, collection: str) -> int | None:
+        """The collection's write count, or None while a write of it is in flight."""
+        with self._lock:
+            if self._in_flight.get(collection):
+                return None
+            return self._generation.get(collection, 0)
+
+    def begin(self, collection: str) -> None:
+        """A write of `collection` starts (call `end` in a `finally`)."""
+        with self._lock:
+            self._in_flight[collection] = self._in_flight.get(collection, 0) + 1
+            self._generation[collection] = self._generation.get(collection, 0) + 1
+
+    def end(self, collection: str) -> None:
+        """The write of `collection` begun last by this thread is over."""
+        with self._lock:
+            self._in_flight[collection] -= 1
+            self._generation[collection] += 1
+
+    def cached(self, cache: TTLCache[V], collection: str, key: Hashable,
+               compute: Callable[[], tuple[V, float | None]]) -> V:
+        """`cache.get_or_compute(key, compute)` unless a write of `collection` is in flight
+        (then `compute()`'s value, not stored); stored only if no write began meanwhile."""
+        generation = self.generation(collection)
+        if generation is None:
+            return compute()[0]
+
+        def compute_unless_written() -> tuple[V, float | None]:
+            value, ttl_s = compute()
+            return value, (ttl_s if self.generation(collection) == generation else 0)
+
+        return cache.get_or_compute(key, compute_unless_written)

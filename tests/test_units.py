@@ -11,7 +11,7 @@ import time
 import pytest
 
 from shared.breaker import CircuitBreaker
-from shared.cache import TTLCache
+from shared.cache import TTLCache, WriteFence
 from shared.encoding import encode_document, encode_value, format_timestamp, parse_timestamp
 from shared.errors import BadRequest
 from shared.query import ReadQuery, make_page_token, parse_list_query, run_on_items, sort_key
@@ -122,6 +122,36 @@ def test_cache_expires_and_computes_once_under_contention():
     assert cache.get("k") is None
     cache.put("other", "x", ttl_s=0)
     assert cache.get("other") is None
+
+
+def test_an_answer_computed_across_a_write_is_not_stored():
+    cache: TTLCache[str] = TTLCache(ttl_s=60)
+    fence = WriteFence()
+
+    def read_while_a_write_commits():
+        fence.begin("users")  # began and ended while this answer was being read
+        fence.end("users")
+        return "before the write", None
+
+    assert fence.cached(cache, "users", "k", read_while_a_write_commits) == "before the write"
+    assert cache.get("k") is None
+    assert fence.cached(cache, "users", "k", lambda: ("after", None)) == "after"
+    assert cache.get("k") == "after"
+    fence.begin("jobs")  # another collection's write does not concern this key
+    fence.end("jobs")
+    assert fence.cached(cache, "users", "k", lambda: ("recomputed", None)) == "after"
+
+
+def test_reads_skip_the_cache_while_a_write_is_in_flight():
+    cache: TTLCache[str] = TTLCache(ttl_s=60)
+    fence = WriteFence()
+    cache.put("k", "cached before the write")
+    fence.begin("users")
+    assert fence.generation("users") is None
+    assert fence.cached(cache, "users", "k", lambda: ("from Firestore", None)) == "from Firestore"
+    assert cache.get("k") == "cached before the write", "not replaced: the write drops it"
+    fence.end("users")
+    assert fence.generation("users") == 2
 
 
 def test_breaker_opens_cools_down_and_allows_one_trial():

@@ -101,6 +101,47 @@ def test_writes_invalidate_the_cached_reads(make_api, admin, firestore_client):
     assert after.json["count"] == 3 and after.headers["ETag"] != before.headers["ETag"]
 
 
+def test_reads_during_a_write_see_the_commit_not_the_cache(make_api, admin, firestore_client,
+                                                          monkeypatch):
+    from functions import write_api
+
+    seed_users(firestore_client, 2)
+    api = make_api(CACHE_TTL_S="600")
+    etag = api.get("/users/u_0001").headers["ETag"]  # cached for ten minutes
+    listed = api.get("/users")
+    seen = []
+    answer = write_api._server_time
+
+    def read_between_commit_and_answer(result):
+        # Committed: a listener in another tab already shows it; this instance's answer isn't
+        # ready yet. A read now must not come from the entries cached before the write.
+        seen.append(api.get("/users/u_0001").json["hourlyRate"])
+        seen.append(api.get("/users").json["items"][1]["hourlyRate"])
+        return answer(result)
+
+    monkeypatch.setattr(write_api, "_server_time", read_between_commit_and_answer)
+    patched = api.patch("/users/u_0001", json={"hourlyRate": 99},
+                        headers={**admin, "If-Match": etag})
+    assert patched.status_code == 200
+    assert seen == [99, 99]
+    assert api.get("/users/u_0001").json == patched.json
+    assert api.get("/users").headers["ETag"] != listed.headers["ETag"]
+
+
+def test_a_write_firestore_does_not_confirm_is_a_503_to_retry(make_api, admin, project_id,
+                                                              firestore_client):
+    from tests.helpers import closed_port, firestore_client_at
+
+    dead = firestore_client_at(closed_port(), project_id)
+    api = make_api(db=lambda: dead, FIRESTORE_TIMEOUT_S="1")
+    response = api.post("/users", json={**NEW_USER, "id": "ada"}, headers=admin)
+    assert response.status_code == 503, response.json
+    assert response.headers["Retry-After"] == "1"
+    error = response.json["error"]
+    assert error["code"] == "unavailable" and "read the document" in error["message"]
+    assert firestore_client.collection("users").document("ada").get().exists is False
+
+
 @pytest.mark.parametrize(("headers", "status"), [
     ({}, 401),
     ({"Authorization": "Bearer not-a-token"}, 401),
