@@ -304,17 +304,20 @@ def _firestore_page(docs: Iterator[WireDocument],
     """
     fields, limit = query.fields, query.limit
     texts: list[str] = []
+    append = texts.append
     last, has_more, read_ns = None, False, None
     for doc in docs:
-        read_ns = read_ns or doc.read_time_ns
+        if read_ns is None:
+            read_ns = doc.read_time_ns
         if len(texts) < limit:
-            last = doc
-            texts.append(document_json_pb(doc.id, doc.document.fields, fields))
+            last = doc.document
+            append(document_json_pb(last.name.rpartition("/")[2], last.fields, fields))
         else:
             has_more = True
     token = None
     if has_more and last is not None:
-        token = make_page_token(query, encode_document_pb(last.id, last.document.fields))
+        token = make_page_token(query, encode_document_pb(last.name.rpartition("/")[2],
+                                                          last.fields))
     items_json = ("[" + ",".join(texts) + "]").encode("utf-8")
     return ListedPage(items_json, len(texts), token), read_ns
 

@@ -207,24 +207,21 @@ def run_query(db: Any, query: Any, *, retry: Any = _DEFAULT,
     received = 0
     while True:
         try:
-            response = next(responses, None)
+            for response in responses:
+                if response.HasField("document"):
+                    last = doc = WireDocument(response)
+                    received += 1
+                    yield doc
+            return
         except exceptions.GoogleAPICallError as exc:
             budget = getattr(policy, "timeout", None)
             if (policy is None or not policy._predicate(exc)
                     or (budget is not None and time.monotonic() - started > budget)):
                 raise
-            resumed = _resumed_request(stubs, query, request, last, received)
+            resumed = _resumed_request(stubs, query, request, last and last.document, received)
             if resumed is None:
                 return
             responses = stubs.run_query(resumed, metadata=metadata, **kwargs)
-            continue
-        if response is None:
-            return
-        if response.HasField("document"):
-            doc = WireDocument(response)
-            last = doc.document
-            received += 1
-            yield doc
 
 
 def _resumed_request(stubs: _Stubs, query: Any, request: Any, last: Any,
