@@ -18,6 +18,7 @@ from playwright.sync_api import expect
 from tests.browser.conftest import ARTIFACTS
 from tests.browser.dashboard import (
     FAST_S,
+    FIRST_LIVE_S,
     add_user,
     badge,
     delete_row,
@@ -45,7 +46,8 @@ def test_dashboard_lists_both_collections_from_firestore(stack, new_page):
     first = stack.api("GET", "/users?limit=1")[2]["items"][0]
     expect(row(page, "users", first["id"])).to_contain_text(first["name"])
     for collection in ("users", "jobs"):  # the picture (docs/dashboard.png) shows live mode
-        expect(badge(page, collection)).to_have_attribute("data-mode", "live", timeout=20_000)
+        expect(badge(page, collection)).to_have_attribute("data-mode", "live",
+                                                          timeout=FIRST_LIVE_S * 1000)
     ARTIFACTS.mkdir(exist_ok=True)
     page.wait_for_timeout(300)  # let the fonts settle for the picture
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
