@@ -190,9 +190,10 @@ def _fields_json_pb(fields: Any) -> str:
 
 
 def document_json_pb(doc_id: str, fields: Any, names: tuple[str, ...] | None = None) -> str:
-    """A document's protobuf `fields` as JSON text: `http.dumps` of `encode_document_pb`, or
-    with `names`, of its projection (`id`, then those of `names` it has, in that order).
-    `value_json_pb` is inlined: this loop runs for every field of every document read."""
+    """A document's protobuf `fields` as JSON text: `{"id", ...fields}`, fields sorted by name,
+    or with `names`, its projection (`id`, then those of `names` it has, in that order), byte
+    for byte what `http.dumps` writes for the same dict. `value_json_pb` is inlined: this loop
+    runs for every field of every document read."""
     parts = ['{"id":' + _json_string(doc_id)]
     append = parts.append
     for key in sorted(fields) if names is None else [name for name in names if name in fields]:
@@ -275,7 +276,7 @@ def encode_value(value: Any) -> Any:
 
 def encode_document(doc_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
     """A document's Python fields as the API and the snapshots show it: `id` first, then the
-    fields sorted by name (keys, then a lookup each, as `encode_document_pb` walks a protobuf
+    fields sorted by name (keys, then a lookup each, as `document_json_pb` walks a protobuf
     map, whose `items()` is a Python-level generator)."""
     encoded: dict[str, Any] = {"id": doc_id}
     for key in sorted(data):

@@ -16,7 +16,7 @@ then encoded to JSON again: about three quarters of an uncached read. Here the s
 
 but the answers are parsed straight into the raw protobuf classes
 (`google.cloud.firestore_v1.types.RunQueryResponse.pb()`) and handed over as `Document`
-messages, for `shared.encoding.encode_document_pb`; and the stream is read on the calling
+messages, for `shared.encoding.document_json_pb`; and the stream is read on the calling
 thread (see `unary_stream`). Using private members of the client and of grpc is deliberate:
 requirements.txt pins the client exactly, and tests/test_firestore_wire.py and
 tests/test_wire_encoding.py fail first if they change.
