@@ -374,7 +374,10 @@ def _compute_get(context: ReadContext, collection: str, doc_id: str,
 
     def from_snapshot(snapshot: Snapshot) -> bytes | None:
         found = snapshot.item(doc_id)
-        return http.dumps(project(found, fields)) if found is not None else None
+        # Fields by name, as Firestore's answer to a masked get is written: the same bytes and
+        # ETag from both sources.
+        return (http.dumps(project(found, tuple(sorted(fields)) if fields else None))
+                if found is not None else None)
 
     body, source = _firestore_or_snapshot(context, collection, from_firestore, from_snapshot)
     if body is None:
