@@ -53,7 +53,9 @@ def account(page: Page) -> dict[str, int]:
 
 
 def reasons(page: Page) -> dict[int, tuple[str, str]]:
-    """The reasons table: index -> (id, reason)."""
+    """The reasons table: index -> (id, reason), once the report is shown (the panel shows a
+    completed run's account first and its report when that has arrived)."""
+    expect(page.locator(".reasons-caption")).to_be_visible(timeout=RUN_S * 1000)
     result = {}
     for row in page.locator("#migration-reasons tbody tr").all():
         cells = row.locator("td").all_inner_texts()
