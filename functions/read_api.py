@@ -45,7 +45,7 @@ from shared.errors import (
     Unavailable,
 )
 from shared.events import format_ns, to_ns
-from shared.firestore_wire import WireDocument, get_document, run_query
+from shared.firestore_wire import WireDocument, document_id, get_document, run_query
 from shared.logs import request_context, request_log
 from shared.query import (
     ReadQuery,
@@ -311,13 +311,12 @@ def _firestore_page(docs: Iterator[WireDocument],
             read_ns = doc.read_time_ns
         if len(texts) < limit:
             last = doc.document
-            append(document_json_pb(last.name.rpartition("/")[2], last.fields, fields))
+            append(document_json_pb(document_id(last), last.fields, fields))
         else:
             has_more = True
     token = None
     if has_more and last is not None:
-        token = make_page_token(query, encode_document_pb(last.name.rpartition("/")[2],
-                                                          last.fields))
+        token = make_page_token(query, encode_document_pb(document_id(last), last.fields))
     items_json = ("[" + ",".join(texts) + "]").encode("utf-8")
     return ListedPage(items_json, len(texts), token), read_ns
 

@@ -121,7 +121,7 @@ class WriteFence:
             self._generation[collection] = self._generation.get(collection, 0) + 1
 
     def end(self, collection: str) -> None:
-        """The write of `collection` begun last by this thread is over."""
+        """One write of `collection` (each `begin` has its `end`) is over."""
         with self._lock:
             self._in_flight[collection] -= 1
             self._generation[collection] += 1

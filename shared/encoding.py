@@ -156,10 +156,7 @@ def _key_json(key: str) -> str:
 
 def _timestamp_json(value: Any) -> str:
     stamp = value.timestamp_value
-    days, clock = divmod(stamp.seconds, 86400)
-    text = '"' + (_DAYS.get(days) or _day_text(days)) + (_CLOCKS.get(clock) or _clock_text(clock))
-    nanos = stamp.nanos
-    return text + _fraction_text(nanos) + 'Z"' if nanos else text + 'Z"'
+    return '"' + format_epoch(stamp.seconds, stamp.nanos) + '"'
 
 
 def _double_json(value: Any) -> str:

@@ -50,7 +50,7 @@ class WireDocument:
     @property
     def id(self) -> str:
         """The document id (the last segment of its name)."""
-        return self.document.name.rpartition("/")[2]
+        return document_id(self.document)
 
     @property
     def read_time_ns(self) -> int:
@@ -61,6 +61,11 @@ class WireDocument:
     def update_time_ns(self) -> int:
         """The document's `update_time` in nanoseconds since the epoch."""
         return timestamp_ns(self.document.update_time)
+
+
+def document_id(document: Any) -> str:
+    """The id of a protobuf `Document` (the last segment of its name)."""
+    return document.name.rpartition("/")[2]
 
 
 def timestamp_ns(timestamp: Any) -> int:
