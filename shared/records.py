@@ -18,6 +18,7 @@ writer can tell an unchanged document from one that needs a write.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -280,12 +281,66 @@ def _schema_problems(data: Mapping[str, Any], schema: CollectionSchema, *,
         field_name = str(error.path[0]) if error.path else None
         if error.validator == "required":
             field_name = error.message.split("'")[1] if "'" in error.message else None
-        if error.validator == "additionalProperties":
+        if error.validator == "additionalProperties" and not error.path:
             extra = sorted(set(data) - set(schema.json_schema.get("properties", {})))
             found.extend(FieldProblem(name, "is not a field of this collection") for name in extra)
             continue
-        found.append(FieldProblem(field_name, _short(error.message)))
+        found.append(FieldProblem(field_name, _short(schema_message(error))))
     return found
+
+
+_JSON_KINDS = ((bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string"),
+               (Mapping, "an object"), ((list, tuple), "an array"), (type(None), "null"))
+_SCHEMA_TYPES = {"string": "a string", "integer": "an integer", "number": "a number",
+                 "boolean": "a boolean", "object": "an object", "array": "an array",
+                 "null": "null"}
+
+
+def _json_kind(value: Any) -> str:
+    return next((name for kinds, name in _JSON_KINDS if isinstance(value, kinds)), "a value")
+
+
+def schema_message(error: Any) -> str:
+    """A schema error said in JSON's terms, without echoing the value (jsonschema writes its repr).
+
+    The message names where inside the field the problem is (`item 2`, `key "x"`) and what the
+    schema asks; the offending value itself is never repeated back (it may be large, or hold
+    what its sender should not see reflected), only its JSON kind.
+    """
+    keyword, expected, value = error.validator, error.validator_value, error.instance
+    inside = "".join(f" item {part}" if isinstance(part, int) else f" key {_quoted(part)}"
+                     for part in list(error.path)[1:])
+    where = f"at{inside}: " if inside else ""
+    if keyword == "type":
+        kinds = [expected] if isinstance(expected, str) else list(expected)
+        wanted = " or ".join(_SCHEMA_TYPES.get(kind, kind) for kind in kinds)
+        said = f"must be {wanted}, not {_json_kind(value)}"
+    elif keyword == "enum":
+        said = "must be one of " + ", ".join(_quoted(option) for option in expected)
+    elif keyword in ("minLength", "maxLength"):
+        bound = "at least" if keyword == "minLength" else "at most"
+        said = f"must be {bound} {expected} character{'s' if expected != 1 else ''} long"
+    elif keyword in ("minItems", "maxItems", "minProperties", "maxProperties"):
+        bound = "at least" if keyword.startswith("min") else "at most"
+        unit = "item" if keyword.endswith("Items") else "key"
+        said = f"must have {bound} {expected} {unit}{'s' if expected != 1 else ''}"
+    elif keyword in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        bound = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "more than",
+                 "exclusiveMaximum": "less than"}[keyword]
+        said = f"must be {bound} {expected}"
+    elif keyword == "pattern":
+        said = f"must match the pattern {expected}"
+    elif keyword == "required":
+        said = "is required"
+    elif keyword == "additionalProperties":
+        said = "has a key this field does not allow"
+    else:
+        said = f"does not satisfy the schema's {keyword!s}"
+    return where + said
+
+
+def _quoted(text: Any) -> str:
+    return json.dumps(text, ensure_ascii=False)
 
 
 _validators: dict[str, Any] = {}

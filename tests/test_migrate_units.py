@@ -262,3 +262,20 @@ def test_the_quick_check_never_accepts_what_jsonschema_refuses(collection):
         agreed += 1
         refused += not expected
     assert agreed == 3000 and 300 < refused < 2900
+
+
+def test_schema_problems_say_what_is_wanted_without_echoing_the_value(users):
+    bad = valid_user(name={"secret.py": None}, role="boss", email="x", hourlyRate=-1,
+                     skills=["a", 5], social={"site": 7})
+    with pytest.raises(RecordError) as caught:
+        convert_record(bad, users)
+    said = {(problem.field, problem.message) for problem in caught.value.problems}
+    assert said == {
+        ("name", "must be a string, not an object"),
+        ("role", 'must be one of "creator", "editor", "admin"'),
+        ("email", "must be at least 3 characters long"),
+        ("email", "must match the pattern ^[^@\\s]+@[^@\\s]+$"),
+        ("hourlyRate", "must be at least 0"),
+        ("skills", "at item 1: must be a string, not an integer"),
+        ("social", 'at key "site": must be a string or null, not an integer')}
+    assert "secret" not in caught.value.message and "None" not in caught.value.message
