@@ -37,8 +37,10 @@ function readConfig() {
   const apiHost = new URL(api, location.href).hostname;
   const local = LOOPBACK.has(apiHost) && project.startsWith('demo-');
   // `?live=0`: polling only. `?user=viewer` (local stack only): signed in without the admin claim.
+  // `?firestoreLog=debug`: the Firestore SDK's own log in the console (its WebChannel traffic).
   return { api, project, pollMs, local, live: params.get('live') !== '0',
-    viewer: local && params.get('user') === 'viewer' };
+    viewer: local && params.get('user') === 'viewer',
+    firestoreLog: params.get('firestoreLog') };
 }
 
 // --- LOCAL STACK ONLY: an unsigned admin ID token -------------------------------------------
@@ -78,7 +80,9 @@ function startLive() {
   if (!config.live) return null;
   return loadWebConfig(config).then((web) => {
     if (!web) throw new Error('no Firebase web config: polling the functions');
-    return connectFirestore(web, { mockUserToken: config.local ? localUser(config.viewer) : null });
+    return connectFirestore(web, {
+      mockUserToken: config.local ? localUser(config.viewer) : null, logLevel: config.firestoreLog,
+    });
   });
 }
 

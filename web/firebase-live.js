@@ -38,13 +38,15 @@ export async function loadWebConfig({ api, local }) {
  * `{ sdk, db }` for the client's `live` option. `config.emulators.firestore` (`{ host, port }`,
  * local stack only) connects to Google's emulator, with `mockUserToken` as the signed-in user's
  * claims (the rules see them; no Auth emulator needed). Deployed, the user is the one Firebase
- * Auth signed in on the same app, and the rules check their ID token.
+ * Auth signed in on the same app, and the rules check their ID token. `logLevel` ('debug',
+ * 'error', ...): the SDK's console log level.
  */
-export async function connectFirestore(config, { mockUserToken = null } = {}) {
+export async function connectFirestore(config, { mockUserToken = null, logLevel = null } = {}) {
   const [{ initializeApp }, sdk] = await Promise.all([
     import(`${FIREBASE_CDN}/firebase-app.js`),
     import(`${FIREBASE_CDN}/firebase-firestore.js`),
   ]);
+  if (logLevel) sdk.setLogLevel(logLevel); // the SDK's own log in the console, to diagnose
   const { emulators, ...options } = config;
   const db = sdk.getFirestore(initializeApp(options, 'dashboard-live'));
   const emulator = emulators?.firestore;

@@ -54,6 +54,7 @@ CHROMIUM_ARGS = [
 PROJECT = "demo-dashboard"  # the page's default project (web/index.html)
 BUCKET = "demo-dashboard-snapshots"
 STACK_START_TIMEOUT_S = 120
+FIRESTORE_LOG = os.environ.get("FIRESTORE_LOG", "debug")  # the page's SDK log level ("": off)
 VIEWPORT = {"width": 1360, "height": 1000}
 
 
@@ -174,8 +175,14 @@ class LocalStack:
     def page_url(self, origin: str | None = None, poll_ms: int = 1000, *, live: bool = True,
                  user: str | None = None) -> str:
         """The dashboard on this stack; served by `origin` (another host) when given.
-        `live=False`: polling only; `user="viewer"`: signed in without the admin claim."""
-        extra = ("" if live else "&live=0") + (f"&user={user}" if user else "")
+        `live=False`: polling only; `user="viewer"`: signed in without the admin claim.
+        Live pages log the Firestore SDK's traffic at `FIRESTORE_LOG` (default `debug`): the
+        console log a failed test leaves shows what the listeners waited for."""
+        extra = "" if live else "&live=0"
+        if live and FIRESTORE_LOG:
+            extra += f"&firestoreLog={FIRESTORE_LOG}"
+        if user:
+            extra += f"&user={user}"
         if origin is None:
             return f"{self.url}/?poll={poll_ms}{extra}"
         return f"{origin}/?api={self.url}&poll={poll_ms}{extra}"
@@ -310,12 +317,18 @@ class PageProblems:
 
     def __init__(self) -> None:
         self.errors: list[str] = []
+        self.console: list[str] = []  # every line, timed: written beside a failed test's pictures
 
     def watch(self, page) -> None:
         page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
-        page.on("console", lambda msg: (
-            msg.type == "error" and not msg.text.startswith("Failed to load resource")
-            and self.errors.append(f"console: {msg.text}")))
+        page.on("console", self._console)
+
+    def _console(self, msg) -> None:
+        now = time.time()
+        stamp = time.strftime("%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}"
+        self.console.append(f"{stamp} {msg.type}: {msg.text}")
+        if msg.type == "error" and not msg.text.startswith("Failed to load resource"):
+            self.errors.append(f"console: {msg.text}")
 
 
 @pytest.fixture
@@ -341,6 +354,8 @@ def new_page(browser, request):
                 with contextlib.suppress(Exception):
                     page.screenshot(path=str(ARTIFACTS / f"browser-{request.node.name}-"
                                              f"{index}-{number}.png"), full_page=True)
+        console = ARTIFACTS / f"browser-{request.node.name}-console.log"
+        console.write_text("\n".join(problems.console) + "\n", encoding="utf-8")
     for context in contexts:
         context.close()
 
