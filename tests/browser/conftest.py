@@ -54,9 +54,10 @@ CHROMIUM_ARGS = [
 PROJECT = "demo-dashboard"  # the page's default project (web/index.html)
 BUCKET = "demo-dashboard-snapshots"
 STACK_START_TIMEOUT_S = 120
-# The page's Firestore SDK log level (`FIRESTORE_LOG=debug` to diagnose a listener; off by
-# default: at debug the SDK logs every document, and that many console events slow the tests).
-FIRESTORE_LOG = os.environ.get("FIRESTORE_LOG", "")
+SEED_SETTLE_S = 3  # after the stack's sample data is written, before a page reads it
+# The page's Firestore SDK log level ("" for the SDK's default): its log is kept in the page
+# (SDK_LOG_RING) and written out beside a failed test's pictures.
+FIRESTORE_LOG = os.environ.get("FIRESTORE_LOG", "debug")
 VIEWPORT = {"width": 1360, "height": 1000}
 
 
@@ -163,6 +164,12 @@ class LocalStack:
             with contextlib.suppress(OSError):
                 status, _, body = api_call("GET", f"{self.url}/users?limit=1", timeout=5)
                 if status == 200 and body and body.get("items"):
+                    # The page's listeners start LIVE_SLACK_MS (2 s, web/data-client.js) before
+                    # its first read: documents seeded within that window are in their first
+                    # answer, and when the emulator later resends a target (a reconnect, a
+                    # restart empty) each becomes a limbo document that the SDK resolves with a
+                    # target of its own: hundreds of them kept live mode off for minutes.
+                    time.sleep(SEED_SETTLE_S)
                     return
             if time.monotonic() > deadline:
                 pytest.fail(f"the local stack did not serve seeded users within "
@@ -178,8 +185,8 @@ class LocalStack:
                  user: str | None = None) -> str:
         """The dashboard on this stack; served by `origin` (another host) when given.
         `live=False`: polling only; `user="viewer"`: signed in without the admin claim.
-        Live pages log the Firestore SDK's traffic at `FIRESTORE_LOG` (e.g. `debug`): the console
-        log a failed test leaves then shows what the listeners waited for."""
+        Live pages log the Firestore SDK's traffic at `FIRESTORE_LOG` (default `debug`): the
+        console log a failed test leaves shows what the listeners waited for."""
         extra = "" if live else "&live=0"
         if live and FIRESTORE_LOG:
             extra += f"&firestoreLog={FIRESTORE_LOG}"
@@ -333,6 +340,26 @@ class PageProblems:
             self.errors.append(f"console: {msg.text}")
 
 
+# The Firebase SDK's log lines stay in the page (the last SDK_LOG_LINES, a document's content
+# left out): at debug it writes a line per document, and as console events they would flood the
+# test's connection to the browser. A failed test writes them out with its pictures.
+SDK_LOG_LINES = 4000
+SDK_LOG_RING = """(() => {
+  const ring = [];
+  window.__sdkLog = ring;
+  for (const method of ['log', 'info', 'debug']) {
+    const original = console[method].bind(console);
+    console[method] = (...args) => {
+      const text = args.map(String).join(' ');
+      if (!text.includes('@firebase/')) return original(...args);
+      if (text.includes('"documentChange"') || text.includes('Detected inactive target')) return;
+      ring.push(`${new Date().toISOString()} ${text.slice(0, 600)}`);
+      if (ring.length > LIMIT) ring.splice(0, ring.length - LIMIT);
+    };
+  }
+})();""".replace("LIMIT", str(SDK_LOG_LINES))
+
+
 @pytest.fixture
 def new_page(browser, request):
     """`new_page()`: a page in a fresh context (its own sessionStorage), watched for JS errors."""
@@ -342,6 +369,7 @@ def new_page(browser, request):
     def make():
         context = browser.new_context(viewport=VIEWPORT)
         context.set_default_timeout(15_000)
+        context.add_init_script(SDK_LOG_RING)
         contexts.append(context)
         page = context.new_page()
         problems.watch(page)
@@ -356,8 +384,13 @@ def new_page(browser, request):
                 with contextlib.suppress(Exception):
                     page.screenshot(path=str(ARTIFACTS / f"browser-{request.node.name}-"
                                              f"{index}-{number}.png"), full_page=True)
+        lines = list(problems.console)
+        for context in contexts:
+            for page in context.pages:
+                with contextlib.suppress(Exception):
+                    lines += [f"{page.url} SDK:", *page.evaluate("window.__sdkLog || []")]
         console = ARTIFACTS / f"browser-{request.node.name}-console.log"
-        console.write_text("\n".join(problems.console) + "\n", encoding="utf-8")
+        console.write_text("\n".join(lines) + "\n", encoding="utf-8")
     for context in contexts:
         context.close()
 

@@ -30,7 +30,7 @@ from tests.browser.dashboard import (
     unique_name,
 )
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]  # FIRST_LIVE_S twice
+pytestmark = pytest.mark.browser
 
 
 def test_dashboard_lists_both_collections_from_firestore(stack, new_page):
