@@ -335,7 +335,7 @@ def schema_message(error: Any) -> str:
     elif keyword == "additionalProperties":
         said = "has a key this field does not allow"
     else:
-        said = f"does not satisfy the schema's {keyword!s}"
+        said = f"does not satisfy the schema's {keyword}"
     return where + said
 
 

@@ -252,7 +252,9 @@ def test_hostile_corpus_gets_4xx_and_changes_nothing(hostile, firestore_client, 
     assert len(cases) >= 300, len(cases)
     before = fingerprint(firestore_client, storage_client, bucket)
     for label, method, path, headers, body, expectation in cases:
-        sent = f"{path} {headers} {body!r}"
+        # The admin token is left out: a marker inside its signature would waive every case.
+        sent = " ".join([path, repr(body), *(str(value) for name, value in headers.items()
+                                             if name != "Authorization")])
         outcome = check(send(client, method, path, headers, body), expectation, label, sent)
         HOSTILE_OUTCOMES[(label.split(" ")[0], outcome)] += 1
     assert fingerprint(firestore_client, storage_client, bucket) == before

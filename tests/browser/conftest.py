@@ -28,6 +28,7 @@ from __future__ import annotations
 import atexit
 import base64
 import contextlib
+import datetime as dt
 import json
 import os
 import re
@@ -333,8 +334,7 @@ class PageProblems:
         page.on("console", self._console)
 
     def _console(self, msg) -> None:
-        now = time.time()
-        stamp = time.strftime("%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}"
+        stamp = dt.datetime.now(dt.UTC).strftime("%H:%M:%S.%f")[:-3]
         self.console.append(f"{stamp} {msg.type}: {msg.text}")
         if msg.type == "error" and not msg.text.startswith("Failed to load resource"):
             self.errors.append(f"console: {msg.text}")
@@ -353,8 +353,8 @@ SDK_LOG_RING = """(() => {
       const text = args.map(String).join(' ');
       if (!text.includes('@firebase/')) return original(...args);
       if (text.includes('"documentChange"') || text.includes('Detected inactive target')) return;
-      ring.push(`${new Date().toISOString()} ${text.slice(0, 600)}`);
-      if (ring.length > LIMIT) ring.splice(0, ring.length - LIMIT);
+      ring.push(text.slice(0, 600)); // the SDK stamps its lines itself
+      if (ring.length > 2 * LIMIT) ring.splice(0, ring.length - LIMIT); // trimmed in batches
     };
   }
 })();""".replace("LIMIT", str(SDK_LOG_LINES))
@@ -388,7 +388,8 @@ def new_page(browser, request):
         for context in contexts:
             for page in context.pages:
                 with contextlib.suppress(Exception):
-                    lines += [f"{page.url} SDK:", *page.evaluate("window.__sdkLog || []")]
+                    sdk_log = page.evaluate(f"(window.__sdkLog || []).slice(-{SDK_LOG_LINES})")
+                    lines += [f"{page.url} SDK:", *sdk_log]
         console = ARTIFACTS / f"browser-{request.node.name}-console.log"
         console.write_text("\n".join(lines) + "\n", encoding="utf-8")
     for context in contexts:
