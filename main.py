@@ -1,37 +1,43 @@
-"""Cloud Functions entry points. Each is a line into `functions/`; nothing runs at import."""
+"""Cloud Functions entry points. Each is a line into `functions/`; nothing runs at import.
+
+The instance's state (settings, clients, caches, the publisher) is `INSTANCE`'s, built on the
+first request (`functions.instance`).
+"""
 
 import functions_framework
 from werkzeug.exceptions import HTTPException
 
-from functions import migrate as migration
-from functions import publish_snapshot as publisher
-from functions import read_api
+from functions.collection_api import serve as collection_api
+from functions.instance import LazyInstance
+from functions.migrate import routes as migration
+from functions.publish import serve as publisher
 from shared import http
 from shared.logs import setup_logging
 
 setup_logging()  # no I/O: installs the JSON log handler on Cloud Functions
 functions_framework.errorhandler(HTTPException)(http.framework_error)  # JSON even from routing
+INSTANCE = LazyInstance()
 
 
 @functions_framework.http
 def users(request):
-    """Read API of the `users` collection."""
-    return read_api.serve(request, "users")
+    """Collection API of `users`."""
+    return collection_api.serve(request, "users", INSTANCE.collection_api)
 
 
 @functions_framework.http
 def jobs(request):
-    """Read API of the `jobs` collection."""
-    return read_api.serve(request, "jobs")
+    """Collection API of `jobs`."""
+    return collection_api.serve(request, "jobs", INSTANCE.collection_api)
 
 
 @functions_framework.http
 def migrate(request):
     """Legacy JSON into Firestore (`POST`), its progress and report (`GET /<runId>[/report]`)."""
-    return migration.serve(request)
+    return migration.serve(request, INSTANCE.migrate)
 
 
 @functions_framework.cloud_event
 def publish_snapshot(cloud_event):
     """Firestore `document.v1.written` events of every configured collection -> snapshots."""
-    publisher.handle_event(cloud_event)
+    publisher.handle_event(cloud_event, INSTANCE.publisher)

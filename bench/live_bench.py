@@ -234,7 +234,7 @@ def write_changes(browser, stack, args) -> list[dict]:
 def add_commit_times(stack, writes: list[dict]) -> None:
     """`committed` (ms since the epoch, the server's clock, the same machine's): a write's
     server timestamp, and for a delete its tombstone's (committed with it)."""
-    from shared.encoding import parse_timestamp
+    from shared.times import parse_timestamp
     from shared.tombstones import tombstone_collection
 
     ids = [write["id"] for write in writes if write["kind"] == "delete"]
@@ -249,7 +249,7 @@ def add_commit_times(stack, writes: list[dict]) -> None:
 
 def events_show(record: dict, write: dict) -> bool:
     """Whether a `usersDataChanged` record of a tab shows a write."""
-    from shared.encoding import parse_timestamp
+    from shared.times import parse_timestamp
 
     version = record["docs"].get(write["id"])
     if write["kind"] == "delete":
@@ -259,7 +259,7 @@ def events_show(record: dict, write: dict) -> bool:
 
 def stream_shows(message: dict, write: dict) -> bool:
     """Whether an SSE message is the write."""
-    from shared.encoding import parse_timestamp
+    from shared.times import parse_timestamp
 
     if message["id"] != write["id"]:
         return False

@@ -195,8 +195,8 @@ def run_migration_once(host: str, storage: Any, bucket: str, source: Path,
                        **env: str) -> tuple[float, dict[str, float]]:
     """Seconds of one full migration (into an empty project) through `host`, and the
     seconds of its phases as the run document records them."""
-    from shared.migration_run import MigrationOptions, ReportSink, run_migration
-    from shared.migration_source import file_source
+    from functions.migrate.run import MigrationOptions, ReportSink, run_migration
+    from functions.migrate.source import file_source
 
     project = f"demo-bench-{uuid.uuid4().hex[:10]}"
     db = client_at(host, project)
@@ -235,7 +235,7 @@ def run_naive_once(host: str, source: Path) -> float:
 # carries the parent's peak into the child's, so it would report the benchmark's own memory.)
 _CHILD = """
 import sys
-from functions.__main__ import main
+from ops.__main__ import main
 code = main(sys.argv[1:])
 with open("/proc/self/status") as status:
     peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
@@ -245,7 +245,7 @@ sys.exit(code)
 
 
 def dry_run_peak_rss(source: Path, env: dict[str, str], report: Path) -> tuple[int, float]:
-    """(peak RSS in KiB, seconds) of `python -m functions migrate SOURCE --dry-run`."""
+    """(peak RSS in KiB, seconds) of `python -m ops migrate SOURCE --dry-run`."""
     project = f"demo-mem-{uuid.uuid4().hex[:10]}"
     started = time.perf_counter()
     done = subprocess.run(

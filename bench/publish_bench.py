@@ -78,15 +78,16 @@ def _run(args, meter, storage_emu, proxy) -> int:
     from google.cloud import firestore, storage
 
     from emulators.harness import free_port
-    from shared.clients import get_storage
-    from shared.events import DocumentVersion, to_ns
-    from shared.settings import get_settings
+    from functions.publish.events import DocumentVersion
+    from shared.clients import new_storage_client
+    from shared.settings import Settings
     from shared.snapshots import rebuild_collection
+    from shared.times import to_ns
 
     def reads() -> int:
         return meter.reads(PROJECT)
 
-    settings = get_settings()
+    settings = Settings.from_env()
     db = firestore.Client(project=PROJECT)
     with mock.patch.dict(os.environ, {"STORAGE_EMULATOR_HOST": storage_emu.host}):
         direct = storage.Client(project=PROJECT, credentials=AnonymousCredentials())
@@ -111,7 +112,7 @@ def _run(args, meter, storage_emu, proxy) -> int:
     # 1. full rebuild ----------------------------------------------------------------------
     before_reads, since = reads(), time.monotonic()
     started = time.perf_counter()
-    report = rebuild_collection(db, get_storage(settings), BUCKET, "users", timeout_s=60)
+    report = rebuild_collection(db, new_storage_client(settings), BUCKET, "users", timeout_s=60)
     rebuild_s = time.perf_counter() - started
     rebuild_reads = reads() - before_reads
     rebuild_writes = proxy.count(name, since)
@@ -143,7 +144,8 @@ def _measure(args, db, bucket, proxy, reads, report, rebuild_s, rebuild_reads, r
              current, doc, url, settings) -> int:
     import requests
 
-    from shared.events import DocumentVersion, encode_event, to_ns
+    from functions.publish.events import DocumentVersion, encode_event
+    from shared.times import to_ns
 
     name = "snapshots/users.json"
 
@@ -229,7 +231,7 @@ def _measure(args, db, bucket, proxy, reads, report, rebuild_s, rebuild_reads, r
     expected = {doc_id: version.update_time_ns for doc_id, version in current.items()}
 
     def holds_everything() -> bool:
-        from shared.events import parse_ns
+        from shared.times import parse_ns
 
         times = snapshot().get("updateTimes", {})
         return all(parse_ns(times.get(doc_id, "1970-01-01T00:00:00Z")) >= version

@@ -109,8 +109,8 @@ def _wire_floors(db, url_query):
     and drop the answer's bytes undecoded: what the network and the emulator cost alone.
     The first reads the stream as the read function does (on the calling thread), the second
     with grpc's default iterator (what the client's `stream()` uses)."""
+    from functions.collection_api.query import to_firestore_query
     from shared.firestore_wire import RUN_QUERY, run_query_request, unary_stream
-    from shared.query import to_firestore_query
 
     request, metadata = run_query_request(db, to_firestore_query(db.collection("users"),
                                                                  url_query))
@@ -134,12 +134,12 @@ def _snapshot_answers(api, urls: list[str]) -> list[float]:
 
 def _run_size(docs: int, args, firestore_emu, meter) -> list[tuple[str, float, str, bool]]:
     from emulators.harness import clear_firestore_project
-    from functions.read_api import ReadContext
-    from shared.clients import get_db, get_storage
-    from shared.encoding import format_timestamp, parse_timestamp
-    from shared.query import parse_list_query
+    from functions.collection_api.context import ApiContext as ReadContext
+    from functions.collection_api.query import parse_list_query
+    from shared.clients import Clients
     from shared.schema import load_schema
     from shared.settings import Settings
+    from shared.times import format_timestamp, parse_timestamp
     from tests.helpers import (
         closed_port,
         firestore_client_at,
@@ -156,7 +156,8 @@ def _run_size(docs: int, args, firestore_emu, meter) -> list[tuple[str, float, s
         return Settings.from_env({**os.environ, **env, **more})
 
     base = settings()
-    db, storage_client = get_db(base), get_storage(base)
+    clients = Clients(base)
+    db, storage_client = clients.db(), clients.storage()
     storage_client.create_bucket(bucket)
     print(f"\n[{docs} documents] seeding ...", flush=True)
     seed_users(db, docs)

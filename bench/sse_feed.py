@@ -38,7 +38,7 @@ class SseFeed:
             self.reads += reads
 
     def __call__(self, environ, start_response):
-        from shared.encoding import parse_timestamp
+        from shared.times import parse_timestamp
 
         request = Request(environ)
         parts = request.path.strip("/").split("/")

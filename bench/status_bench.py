@@ -5,7 +5,7 @@ doctor, on Google's Firestore emulator and the storage emulator with 2,000 users
 
   a) `GET /migrate/status` (the `migrate` function as functions-framework serves it): the
      doctor's checks run concurrently, snapshot counts and ages read from the manifest;
-  b) `python -m functions doctor`'s checks (`functions.doctor.Doctor`), sequential, each
+  b) `python -m ops doctor`'s checks (`functions.doctor.Doctor`), sequential, each
      snapshot downloaded and parsed;
 
 (a) and (b) alternate round by round so that noise hits both alike. Document reads are the
@@ -63,13 +63,14 @@ def main() -> int:
 
 
 def _seed(args) -> None:
-    from shared.clients import get_db, get_storage
-    from shared.migration_run import MigrationOptions, ReportSink, run_migration
-    from shared.migration_source import bytes_source
-    from shared.settings import get_settings
+    from functions.migrate.run import MigrationOptions, ReportSink, run_migration
+    from functions.migrate.source import bytes_source
+    from shared.clients import Clients
+    from shared.settings import Settings
 
-    settings = get_settings()
-    db, storage_client = get_db(settings), get_storage(settings)
+    settings = Settings.from_env()
+    clients = Clients(settings)
+    db, storage_client = clients.db(), clients.storage()
     storage_client.create_bucket(BUCKET)
     users = [{"id": f"u_{i:05d}", "name": f"User {i}", "email": f"user{i}@example.com",
               "role": "creator", "status": "active", "createdAt": "2024-01-02"}
@@ -88,9 +89,7 @@ def _run(args, meter) -> int:
     from werkzeug.test import Client
 
     from dev.app import create_stack_app
-    from functions import doctor
-    from shared.clients import reset_clients
-    from shared.settings import get_settings
+    from functions.migrate import doctor
     from tests.helpers import closed_port, emulator_id_token
 
     print(f"seeding {args.users} users and {args.jobs} jobs through the migration ...",
@@ -122,8 +121,7 @@ def _run(args, meter) -> int:
             assert not failed, failed
 
     os.environ["FIRESTORE_EMULATOR_HOST"] = closed_port()
-    get_settings.cache_clear()
-    reset_clients()
+    app = Client(create_stack_app({"migrate": "http"}))  # a fresh instance, Firestore down
     down = []
     for _ in range(3):
         started = time.perf_counter()

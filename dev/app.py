@@ -152,9 +152,10 @@ def firebase_init_app(config: dict):
     Readable cross-origin by the origins in ALLOWED_ORIGINS (the page may be served elsewhere).
     """
     from shared import http
-    from shared.settings import get_settings
+    from shared.settings import Settings
 
     body = json.dumps(config).encode()
+    settings: list[Settings] = []  # read from the environment on the first request
 
     def app(environ, start_response):
         request = Request(environ)
@@ -162,7 +163,9 @@ def firebase_init_app(config: dict):
             return _not_found(environ, start_response)
         response = Response(body, content_type="application/json")
         response.headers["Cache-Control"] = "no-store"
-        http.add_cors(request, response, get_settings())
+        if not settings:
+            settings.append(Settings.from_env())
+        http.add_cors(request, response, settings[0])
         return response(environ, start_response)
 
     return app

@@ -19,8 +19,8 @@ SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "legacy"
 def seed(db: Any, storage_client: Any, settings: Settings) -> dict[str, tuple[int, int]]:
     """Migrate every configured collection that has a sample file; make sure its snapshot
     exists. Returns `{collection: (stored, rejected)}`: stored = written + unchanged."""
-    from shared.migration_run import MigrationOptions, ReportSink, run_migration
-    from shared.migration_source import file_source
+    from functions.migrate.run import MigrationOptions, ReportSink, run_migration
+    from functions.migrate.source import file_source
     from shared.snapshots import rebuild_snapshot
 
     results = {}

@@ -97,15 +97,16 @@ def _run(args: argparse.Namespace, stop: threading.Event, firestore_emu) -> int:
 
     from dev.app import create_stack_app
     from dev.seed import seed
-    from shared.clients import get_db, get_storage
-    from shared.settings import get_settings
+    from shared.clients import Clients
+    from shared.settings import Settings
 
-    settings = get_settings()
-    storage_client = get_storage(settings)
+    settings = Settings.from_env()
+    clients = Clients(settings)
+    storage_client = clients.storage()
     if storage_client.lookup_bucket(settings.snapshot_bucket) is None:
         storage_client.create_bucket(settings.snapshot_bucket)
     if not args.no_seed:
-        for collection, (written, rejected) in seed(get_db(settings), storage_client,
+        for collection, (written, rejected) in seed(clients.db(), storage_client,
                                                     settings).items():
             print(f"loaded {written} {collection} ({rejected} rejected by the schema)")
 

@@ -1,1 +1,1 @@
-"""The Cloud Functions of the dashboard backend, one module per function."""
+"""The Cloud Functions of the dashboard backend, one package per function."""

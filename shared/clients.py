@@ -1,8 +1,9 @@
-"""Google clients, created lazily and once per instance, behind one accessor each.
+"""The Google clients of one instance (`Clients`), created lazily, once, for one Settings.
 
 Nothing here runs at import time: a cold start pays for a client only when a request needs it.
-The accessors take the settings so tests (and the CLI) can build clients for any project;
-the standard emulator variables are honoured exactly as the Google clients do.
+The owner of an instance's state (`functions.instance.Instance`, or a command of `ops`) holds
+one `Clients`; tests build their own. The standard emulator variables are honoured exactly as
+the Google clients do.
 """
 
 from __future__ import annotations
@@ -10,69 +11,66 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
+from shared.retry import deadline
 from shared.settings import Settings
 
 if TYPE_CHECKING:
     from google.cloud import firestore, storage
 
-_lock = threading.Lock()
-_firestore_clients: dict[tuple[str, str, str], firestore.Client] = {}
-_storage_clients: dict[tuple[str, str], storage.Client] = {}
+
+def new_firestore_client(settings: Settings) -> firestore.Client:
+    """A Firestore client for the settings' project and database."""
+    from google.cloud import firestore
+
+    return firestore.Client(project=settings.project, database=settings.database)
 
 
-def get_db(settings: Settings) -> firestore.Client:
-    """The Firestore client of this instance for the settings' project and database."""
-    key = (settings.project, settings.database, settings.environ.get("FIRESTORE_EMULATOR_HOST", ""))
-    client = _firestore_clients.get(key)
-    if client is None:
-        with _lock:
-            client = _firestore_clients.get(key)
-            if client is None:
-                from google.cloud import firestore
+def new_storage_client(settings: Settings) -> storage.Client:
+    """A Cloud Storage client for the settings' project (anonymous against the emulator)."""
+    from google.cloud import storage
 
-                client = firestore.Client(project=settings.project, database=settings.database)
-                _firestore_clients[key] = client
-    return client
+    if settings.environ.get("STORAGE_EMULATOR_HOST", ""):
+        from google.auth.credentials import AnonymousCredentials
+
+        return storage.Client(project=settings.project, credentials=AnonymousCredentials())
+    return storage.Client(project=settings.project)
 
 
-def get_storage(settings: Settings) -> storage.Client:
-    """The Cloud Storage client of this instance (anonymous against the emulator)."""
-    emulator = settings.environ.get("STORAGE_EMULATOR_HOST", "")
-    key = (settings.project, emulator)
-    client = _storage_clients.get(key)
-    if client is None:
-        with _lock:
-            client = _storage_clients.get(key)
-            if client is None:
-                from google.cloud import storage
+class Clients:
+    """The Firestore and Cloud Storage clients of one instance, each built on first use
+    (thread-safe: gen2 serves many requests at once)."""
 
-                if emulator:
-                    from google.auth.credentials import AnonymousCredentials
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._db: firestore.Client | None = None
+        self._storage: storage.Client | None = None
 
-                    client = storage.Client(project=settings.project,
-                                            credentials=AnonymousCredentials())
-                else:
-                    client = storage.Client(project=settings.project)
-                _storage_clients[key] = client
-    return client
+    def db(self) -> firestore.Client:
+        """The Firestore client."""
+        if self._db is None:
+            with self._lock:
+                if self._db is None:
+                    self._db = new_firestore_client(self.settings)
+        return self._db
 
+    def storage(self) -> storage.Client:
+        """The Cloud Storage client."""
+        if self._storage is None:
+            with self._lock:
+                if self._storage is None:
+                    self._storage = new_storage_client(self.settings)
+        return self._storage
 
-def reset_clients() -> None:
-    """Forget every client (tests use it to simulate a fresh instance)."""
-    with _lock:
-        _firestore_clients.clear()
-        _storage_clients.clear()
+    def close(self) -> None:
+        """Close the clients built so far (their channels and sessions)."""
+        with self._lock:
+            made, self._db, self._storage = [self._db, self._storage], None, None
+        for client in made:
+            if client is not None:
+                client.close()
 
 
 def firestore_deadline(settings: Settings) -> dict[str, Any]:
-    """`retry` and `timeout` arguments that bound one Firestore call by FIRESTORE_TIMEOUT_S.
-
-    A `timeout` alone does not bound a call: the client's default retry keeps retrying
-    transient errors for minutes. This retry gives up when the same budget is spent.
-    """
-    from google.api_core.retry import Retry, if_transient_error
-
-    budget = settings.firestore_timeout_s
-    return {"retry": Retry(predicate=if_transient_error, initial=0.05, maximum=budget / 4,
-                           multiplier=2.0, timeout=budget),
-            "timeout": budget}
+    """`retry` and `timeout` arguments that bound one Firestore call by FIRESTORE_TIMEOUT_S."""
+    return deadline(settings.firestore_timeout_s)

@@ -23,101 +23,16 @@ shapes give the bytes the client's own decoding and the previous encoder gave.
 from __future__ import annotations
 
 import base64
-import calendar
 import datetime as dt
 import json
-import re
 from collections.abc import Callable, Mapping
 from json.encoder import encode_basestring as _json_string  # json.dumps' own (C) escaper
 from typing import Any
 
-UTC = dt.UTC
+from shared.times import format_epoch, format_timestamp
+
 _float_repr = float.__repr__  # what json.dumps writes for a finite double
 _int_repr = int.__repr__
-
-_RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
-)
-_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
-
-
-def utc_now() -> dt.datetime:
-    """The current time, timezone-aware in UTC."""
-    return dt.datetime.now(UTC)
-
-
-def parse_timestamp(text: str) -> dt.datetime:
-    """Parse an RFC 3339 timestamp or a `YYYY-MM-DD` date (midnight UTC); raise ValueError."""
-    match = _RFC3339.match(text)
-    if match:
-        year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
-        fraction = (match.group(7) or ".0")[1:]
-        micros = int((fraction + "000000")[:6])
-        zone = match.group(8)
-        if zone in ("Z", "z"):
-            tz = UTC
-        else:
-            sign = 1 if zone[0] == "+" else -1
-            tz = dt.timezone(sign * dt.timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6])))
-        return dt.datetime(year, month, day, hour, minute, second, micros, tz).astimezone(UTC)
-    match = _DATE.match(text)
-    if match:
-        return dt.datetime(*(int(g) for g in match.groups()), tzinfo=UTC)
-    raise ValueError(f"not an RFC 3339 timestamp: {text!r}")
-
-
-# --- the rules, shared by both shapes -------------------------------------------------------
-
-_EPOCH = dt.date(1970, 1, 1)
-# Text of each day and each second of a day, computed once: a page of documents has a few
-# distinct `updatedAt` seconds and many `createdAt` days, and the reads format two per document.
-_DAYS: dict[int, str] = {}
-_CLOCKS: dict[int, str] = {}
-_MILLIS = tuple(f".{millis:03d}".rstrip("0") for millis in range(1000))
-
-
-def _day_text(days: int) -> str:
-    """`YYYY-MM-DDT` of a day counted from the epoch (always four-digit years)."""
-    text = _DAYS.get(days)
-    if text is None:
-        text = (_EPOCH + dt.timedelta(days=days)).isoformat() + "T"
-        if len(_DAYS) >= 65536:  # 180 years of days; more is not a cache any more
-            _DAYS.clear()
-        _DAYS[days] = text
-    return text
-
-
-def _clock_text(clock: int) -> str:
-    """`HH:MM:SS` of a second of the day (at most 86,400 of them)."""
-    text = _CLOCKS.get(clock)
-    if text is None:
-        hour, second = divmod(clock, 3600)
-        text = _CLOCKS[clock] = f"{hour:02d}:{second // 60:02d}:{second % 60:02d}"
-    return text
-
-
-def _fraction_text(nanos: int) -> str:
-    """`.fff` of a nonzero nanosecond count, trailing zeros cut (milliseconds from a table)."""
-    if nanos % 1_000_000:
-        return f".{nanos:09d}".rstrip("0")
-    return _MILLIS[nanos // 1_000_000]
-
-
-def format_epoch(seconds: int, nanos: int = 0) -> str:
-    """RFC 3339 in UTC of a Firestore timestamp (seconds since the epoch and nanoseconds)."""
-    days, clock = divmod(seconds, 86400)
-    text = (_DAYS.get(days) or _day_text(days)) + (_CLOCKS.get(clock) or _clock_text(clock))
-    return text + _fraction_text(nanos) + "Z" if nanos else text + "Z"
-
-
-def format_timestamp(value: dt.datetime) -> str:
-    """RFC 3339 in UTC with a `Z`, fractional seconds only when present (up to nanoseconds);
-    a naive datetime is taken as UTC."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    nanos = getattr(value, "nanosecond", 0) or value.microsecond * 1000
-    return format_epoch(calendar.timegm(value.utctimetuple()), nanos)
-
 
 def _double(number: float) -> float | str:
     if number - number == 0.0:  # finite (inf - inf and NaN - NaN are NaN)

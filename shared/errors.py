@@ -89,6 +89,28 @@ class Unavailable(AppError):
 
     code = "unavailable"
 
-    def __init__(self, message: str, *, retry_after_s: int = 5):
-        super().__init__(message)
+    def __init__(self, message: str, *, retry_after_s: int = 5, code: str | None = None):
+        super().__init__(message, code=code)
         self.retry_after_s = retry_after_s
+
+
+# --- a migration run that stops (its work so far is checkpointed; the same run id resumes it) ---
+
+class RunAborted(AppError):
+    """A migration run cannot go on (a count that does not add up, a checkpoint that cannot be
+    written, access refused, ...): a 500; `code` names the cause."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message, code=code)
+
+
+class RunTakenOver(RunAborted, Conflict):
+    """Another runner has taken the run, or a range of it, over: a 409."""
+
+
+class RunUnavailable(RunAborted, Unavailable):
+    """Firestore kept failing for longer than the run waits: a 503, to resume later."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(code, message)
+        self.retry_after_s = 30

@@ -31,6 +31,8 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
+from shared.times import timestamp_ns
+
 RUN_QUERY = "/google.firestore.v1.Firestore/RunQuery"
 BATCH_GET_DOCUMENTS = "/google.firestore.v1.Firestore/BatchGetDocuments"
 
@@ -66,11 +68,6 @@ class WireDocument:
 def document_id(document: Any) -> str:
     """The id of a protobuf `Document` (the last segment of its name)."""
     return document.name.rpartition("/")[2]
-
-
-def timestamp_ns(timestamp: Any) -> int:
-    """A protobuf `Timestamp` as nanoseconds since the epoch."""
-    return timestamp.seconds * 1_000_000_000 + timestamp.nanos
 
 
 class _Stubs:

@@ -1,24 +1,27 @@
 """The HTTP edge: JSON bodies, the one error-to-status table, CORS, caching headers, gzip.
 
-Handlers raise `shared.errors` exceptions; `json_errors` turns them into JSON error bodies
-with the status from `ERROR_STATUS`. Anything unexpected becomes a 500 whose body says only
-"internal error": the traceback goes to the log, never to the client.
+Every HTTP function answers through `serve` (the one wrapper: request log context, errors
+mapped once, CORS and security headers, one request log line). Handlers raise `shared.errors`
+exceptions; they leave as JSON error bodies with the status from `ERROR_STATUS`. Anything
+unexpected becomes a 500 whose body says only "internal error": the traceback goes to the
+log, never to the client.
 """
 
 from __future__ import annotations
 
-import functools
 import gzip
 import hashlib
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Request, Response
 
 from shared import errors
+from shared.logs import request_context, request_log
 from shared.settings import Settings
 
 log = logging.getLogger("dashboard.http")
@@ -84,22 +87,36 @@ def error_response(exc: errors.AppError) -> Response:
     return response
 
 
-def json_errors(handler: Callable[..., Response]) -> Callable[..., Response]:
-    """Decorate a handler so every failure leaves as a JSON error response."""
-
-    @functools.wraps(handler)
-    def wrapper(*args: Any, **kwargs: Any) -> Response:
+def serve(request: Request, part: Callable[[], Any], answer: Callable[[Any], Response], *,
+          function: str, collection: str | None = None) -> Response:
+    """The one HTTP wrapper of every function: `answer(part())` inside the request's log
+    context, its errors (and a `part` that cannot start, e.g. bad settings) mapped to JSON
+    once, CORS and security headers added, and one structured line logged with status, data
+    source (`X-Data-Source`), latency and document count (`response.document_count`)."""
+    started = time.perf_counter()
+    try:
+        state = part()
+    except errors.AppError as exc:
+        with request_context(request, function=function, collection=collection):
+            log.error("cannot start: %s", exc.message)
+        return error_response(exc)
+    settings = state.settings
+    with request_context(request, function=function, collection=collection,
+                         project=settings.project):
         try:
-            return handler(*args, **kwargs)
+            response = answer(state)
         except errors.AppError as exc:
             if status_of(exc) >= 500:
                 log.error("request failed: %s (%s)", exc.message, exc.code)
-            return error_response(exc)
+            response = error_response(exc)
         except Exception:
             log.exception("unhandled error")
-            return error_response(errors.AppError("internal error"))
-
-    return wrapper
+            response = error_response(errors.AppError("internal error"))
+        finish(request, response, settings)
+        request_log(response.status_code, response.headers.get("X-Data-Source"),
+                    (time.perf_counter() - started) * 1000,
+                    getattr(response, "document_count", None))
+    return response
 
 
 def add_cors(request: Request, response: Response, settings: Settings) -> Response:

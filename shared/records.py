@@ -25,8 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.encoding import UTC, parse_timestamp
 from shared.schema import CollectionSchema
+from shared.times import UTC, parse_timestamp
 
 MAX_DOCUMENT_BYTES = 1_048_576
 MAX_ID_BYTES = 1500

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.encoding import parse_timestamp
 from shared.errors import BadRequest, ConfigError
+from shared.times import parse_timestamp
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 

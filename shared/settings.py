@@ -7,7 +7,6 @@ instead of serving wrong answers.
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 from collections.abc import Mapping
@@ -198,9 +197,3 @@ class _Reader:
                 raise self._fail(name, f"must list exact origins like https://example.org, "
                                        f"got {origin!r}")
         return frozenset(origins)
-
-
-@functools.cache
-def get_settings() -> Settings:
-    """The settings of this instance, read from the environment on first use."""
-    return Settings.from_env()

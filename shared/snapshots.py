@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.errors import Unavailable
+from shared.retry import is_transient, retry_policy
 
 log = logging.getLogger("dashboard.snapshots")
 
@@ -84,7 +85,7 @@ class Snapshot:
 
     def deleted_since(self, since: Any) -> list[str]:
         """Ids whose tombstone was recorded after `since` (an aware datetime), sorted."""
-        from shared.events import parse_ns, to_ns
+        from shared.times import parse_ns, to_ns
 
         floor = to_ns(since)
         return sorted(t.id for t in self.tombstones if parse_ns(t.recorded_at) > floor)
@@ -98,9 +99,7 @@ def load_snapshot(storage_client: Any, bucket: str, collection: str, *, timeout_
     back as it is (a conditional GET answered 304: no download, no parse).
     """
     from google.api_core import exceptions as gexc
-    from google.api_core.retry import Retry
-
-    retry = Retry(initial=0.1, maximum=1.0, multiplier=2.0, timeout=timeout_s)
+    retry = retry_policy(timeout_s)
     unless = known.generation if known is not None else None
     try:
         found = _download(storage_client, bucket, snapshot_path(collection), timeout_s=timeout_s,
@@ -240,7 +239,7 @@ class SnapshotState:
     @classmethod
     def from_snapshot(cls, snapshot: Snapshot) -> SnapshotState:
         """The mergeable state of a parsed snapshot (versions unknown for older snapshots)."""
-        from shared.events import parse_ns
+        from shared.times import parse_ns
 
         state = cls(snapshot.collection, generation=int(snapshot.generation or 0),
                     generated_at=snapshot.generated_at, exists=True)
@@ -308,7 +307,7 @@ class SnapshotState:
 
     def body(self, generated_at: str) -> bytes:
         """The JSON body of this state."""
-        from shared.events import format_ns
+        from shared.times import format_ns
 
         tombstones = [Tombstone(doc_id, format_ns(deleted_ns),
                                 format_ns(self.recorded.get(doc_id, deleted_ns)))
@@ -372,7 +371,7 @@ def merge_and_write(storage_client: Any, bucket: str, collection: str,
     """
     from google.api_core import exceptions as gexc
 
-    from shared.encoding import format_timestamp, utc_now
+    from shared.times import format_timestamp, utc_now
 
     outcome = WriteOutcome(SnapshotState(collection))
     delay = BACKOFF_INITIAL_S
@@ -410,7 +409,7 @@ def merge_and_write(storage_client: Any, bucket: str, collection: str,
             base = None
             continue
         except Exception as exc:  # classified just below: transient ones are retried
-            if not _transient(exc):
+            if not is_transient(exc):
                 raise
             outcome.throttled += 1
             delay = _sleep_or_give_up(delay, deadline, exc, f"writing the snapshot of "
@@ -421,21 +420,6 @@ def merge_and_write(storage_client: Any, bucket: str, collection: str,
         state.exists = True
         outcome.state, outcome.written = state, True
         return outcome
-
-
-def _transient(exc: BaseException) -> bool:
-    """Errors of Cloud Storage worth another try: 429, 5xx, connection problems, timeouts."""
-    from google.api_core import exceptions as gexc
-
-    if isinstance(exc, (gexc.TooManyRequests, gexc.InternalServerError, gexc.BadGateway,
-                        gexc.ServiceUnavailable, gexc.GatewayTimeout, ConnectionError,
-                        TimeoutError)):
-        return True
-    try:
-        import requests
-    except ImportError:  # pragma: no cover - google-cloud-storage depends on requests
-        return False
-    return isinstance(exc, (requests.ConnectionError, requests.Timeout))
 
 
 def _remaining(deadline: float, timeout_s: float) -> float:
@@ -459,7 +443,7 @@ def _call_with_backoff(call: Callable[[], Any], deadline: float, outcome: WriteO
         try:
             return call()
         except Exception as exc:  # classified just below: transient ones are retried
-            if not _transient(exc):
+            if not is_transient(exc):
                 raise
             outcome.throttled += 1
             delay = _sleep_or_give_up(delay, deadline, exc, what)
@@ -516,8 +500,8 @@ def update_manifest(storage_client: Any, bucket: str, entries: Mapping[str, Mani
     """
     from google.api_core import exceptions as gexc
 
-    from shared.encoding import format_timestamp, utc_now
     from shared.http import dumps
+    from shared.times import format_timestamp, utc_now
 
     outcome = WriteOutcome(SnapshotState(""))
     delay = BACKOFF_INITIAL_S
@@ -551,7 +535,7 @@ def update_manifest(storage_client: Any, bucket: str, entries: Mapping[str, Mani
             loaded = None
             continue
         except Exception as exc:  # classified just below: transient ones are retried
-            if not _transient(exc):
+            if not is_transient(exc):
                 raise
             delay = _sleep_or_give_up(delay, deadline, exc, "writing the manifest")
             continue
@@ -617,8 +601,7 @@ def rebuild_collection(db: Any, storage_client: Any, bucket: str, collection: st
     published by the event path) are kept as they are; snapshot documents Firestore no longer
     has are removed with a tombstone, unless they are newer than the read.
     """
-    from shared.encoding import utc_now
-    from shared.events import to_ns
+    from shared.times import to_ns, utc_now
     from shared.tombstones import delete_tombstones, record_tombstones
 
     started_ns = to_ns(utc_now())

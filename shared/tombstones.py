@@ -62,8 +62,7 @@ def stage_tombstone(batch: Any, db: Any, collection: str, doc_id: str, *, delete
     the update time of the version the batch deletes (its precondition)."""
     from google.cloud import firestore
 
-    from shared.encoding import utc_now
-    from shared.events import to_ns
+    from shared.times import to_ns, utc_now
 
     batch.set(tombstone_collection(db, collection).document(doc_id), {
         **tombstone_fields(doc_id, firestore.SERVER_TIMESTAMP,
@@ -84,7 +83,7 @@ def record_tombstones(db: Any, collection: str, deleted: Iterable[tuple[str, int
     written twice only moves its `recordedAt`, which makes a poll report the id once more
     (deleting an absent id is a no-op for the client).
     """
-    from shared.events import from_ns, to_ns
+    from shared.times import from_ns, to_ns
 
     target = tombstone_collection(db, collection)
     pending = list(deleted)
@@ -115,7 +114,7 @@ def record_tombstones(db: Any, collection: str, deleted: Iterable[tuple[str, int
 
 def _records(tombstone: Any, deleted_ns: int, removed_version: int | None) -> bool:
     """Whether a stored tombstone records this deletion already."""
-    from shared.events import to_ns
+    from shared.times import to_ns
 
     if to_ns(tombstone.update_time) >= deleted_ns:
         return True
@@ -154,7 +153,8 @@ def latest_tombstone(db: Any, collection: str, **call: Any) -> int | None:
     """
     from google.cloud.firestore_v1 import Query
 
-    from shared.firestore_wire import run_query, timestamp_ns
+    from shared.firestore_wire import run_query
+    from shared.times import timestamp_ns
 
     newest = (tombstone_collection(db, collection)
               .order_by("recordedAt", direction=Query.DESCENDING).limit(1))

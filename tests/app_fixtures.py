@@ -14,7 +14,7 @@ def make_context(emulator_env, firestore_client, storage_client, monkeypatch):
     `make_context(db=..., NAME="value", ...)` sets settings variables first; `db` replaces the
     Firestore client provider (e.g. a real client aimed at a dead port).
     """
-    from functions.read_api import ReadContext
+    from functions.collection_api.context import ApiContext as ReadContext
     from shared.settings import Settings
 
     monkeypatch.setenv("ALLOWED_ORIGINS", "https://dash.example.org")
@@ -80,24 +80,15 @@ def reads(emulators, project_id):
 
 @pytest.fixture
 def fresh_instance():
-    """A fresh function instance: every per-instance singleton (settings, clients, the read
-    context, the publisher, firebase-admin apps) is forgotten before and after the test."""
-    from functions.publish_snapshot import reset_publisher
-    from functions.read_api import reset_read_context
+    """A fresh function instance. The state of an instance is its `functions.instance`
+    `Instance`: every app a test builds over main.py (`dev.app.create_stack_app`) loads main.py
+    anew, with its own, and each command of `ops` builds its own. What stays process-wide is
+    firebase-admin's registry of apps (its certificate caches): forgotten before and after."""
     from shared.auth import reset_firebase_apps
-    from shared.clients import reset_clients
-    from shared.settings import get_settings
 
-    def reset() -> None:
-        reset_read_context()
-        reset_publisher()
-        reset_firebase_apps()
-        reset_clients()
-        get_settings.cache_clear()
-
-    reset()
+    reset_firebase_apps()
     yield
-    reset()
+    reset_firebase_apps()
 
 
 # Outcomes of the hostile-input suite, {(function, "2xx"|"4xx"): count}, printed at the end.

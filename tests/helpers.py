@@ -12,7 +12,8 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.routing import Rule
 from werkzeug.test import Client
 
-from functions import read_api
+from functions.collection_api import serve as read_api
+from functions.collection_api.context import ApiContext
 from shared.snapshots import rebuild_snapshot
 
 UTC = dt.UTC
@@ -57,7 +58,7 @@ def publish(db: Any, storage_client: Any, bucket: str, collection: str = "users"
     return rebuild_snapshot(db, storage_client, bucket, collection, timeout_s=30)
 
 
-def read_api_client(context: read_api.ReadContext) -> Client:
+def read_api_client(context: ApiContext) -> Client:
     """A WSGI test client that serves `/<collection>/...` through `read_api.handle`, mounted
     the way Cloud Functions (and dev/app.py) hand requests to a function."""
     mounts = {}

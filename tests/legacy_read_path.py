@@ -15,8 +15,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from functions.collection_api.query import ReadQuery, finish_page, to_firestore_query
 from shared import http
-from shared.query import ReadQuery, finish_page, to_firestore_query
 
 UTC = dt.UTC
 
@@ -113,7 +113,7 @@ def collection_items(db: Any, collection: str) -> bytes:
 
 def run_on_items(items: Any, query: ReadQuery, schema: Any) -> Any:
     """Answer `query` from encoded items (a snapshot) exactly as Firestore would."""
-    from shared.query import _decode_typed, _matches, sort_key
+    from functions.collection_api.query import _decode_typed, _matches, sort_key
 
     def typed(item: Mapping[str, Any], field: str) -> tuple[Any, bool]:
         if field not in item:

@@ -1,4 +1,4 @@
-"""The admin CLI (`python -m functions admin grant|revoke|show EMAIL_OR_UID`), offline.
+"""The admin CLI (`python -m ops admin grant|revoke|show EMAIL_OR_UID`), offline.
 
 The auth emulator cannot run on this machine and Google's Identity Toolkit API is out of
 reach, so `requests-mock` serves the REST calls firebase-admin makes (`accounts:lookup`,
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from functions.__main__ import main
+from ops.__main__ import main
 
 EMULATOR = "127.0.0.1:9099"
 DEMO = "demo-dashboard"

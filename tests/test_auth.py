@@ -684,7 +684,7 @@ class _Storage:
 def admin_api():
     """The read API of an instance with READ_ACCESS=admin, served from a snapshot stand-in
     (Firestore is down: its client raises), so the test needs no emulator."""
-    from functions.read_api import ReadContext
+    from functions.collection_api.context import ApiContext as ReadContext
     from tests.helpers import read_api_client
 
     storage = _Storage()

@@ -1,4 +1,4 @@
-"""`python -m functions doctor` against the emulators: a healthy install passes, and each
+"""`python -m ops doctor` against the emulators: a healthy install passes, and each
 broken thing (a setting, Firestore, the bucket, a snapshot, a stale snapshot, a public bucket)
 fails with its own clear line."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from functions import doctor
+from functions.migrate import doctor
 from tests.helpers import closed_port, publish, seed_users
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,12 +22,9 @@ LINE = re.compile(r"^(ok|FAIL|skip) ([^:]+): (.+)$")
 
 @pytest.fixture
 def fresh_clients():
-    """The doctor builds its clients from the settings: no client outlives a test."""
-    from shared.clients import reset_clients
-
-    reset_clients()
+    """The doctor builds its clients from the settings and closes them at its end (`Doctor.run`):
+    no client outlives a run."""
     yield
-    reset_clients()
 
 
 @pytest.fixture
@@ -71,7 +68,7 @@ def test_healthy_local_stack_passes_and_says_what_it_skipped(healthy):
 
 def test_cli_prints_one_line_per_check_and_exit_status(healthy):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "functions", "doctor"], cwd=ROOT, env=env,
+    done = subprocess.run([sys.executable, "-m", "ops", "doctor"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=90)
     lines = done.stdout.splitlines()
     assert done.returncode == 0, done.stdout + done.stderr
@@ -79,7 +76,7 @@ def test_cli_prints_one_line_per_check_and_exit_status(healthy):
     assert any(line.startswith("skip rules:") for line in lines)
 
     env["SNAPSHOT_BUCKET"] = "no-such-bucket-here"
-    done = subprocess.run([sys.executable, "-m", "functions", "doctor"], cwd=ROOT, env=env,
+    done = subprocess.run([sys.executable, "-m", "ops", "doctor"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=90)
     assert done.returncode == 1
     assert "FAIL bucket: gs://no-such-bucket-here does not exist" in done.stdout
@@ -136,7 +133,7 @@ def test_missing_snapshot_fails(healthy, bucket):
     checks = run_doctor()
     assert checks["snapshot jobs"].status == "FAIL"
     assert "no snapshot of jobs yet" in checks["snapshot jobs"].detail
-    assert "python -m functions rebuild" in checks["snapshot jobs"].detail
+    assert "python -m ops rebuild" in checks["snapshot jobs"].detail
     assert checks["snapshot users"].status == "ok"
     assert checks["fresh jobs"].status == "skip"
 
@@ -150,7 +147,7 @@ def test_stale_snapshot_older_than_newest_update_fails(healthy, firestore_client
     checks = run_doctor()
     assert checks["fresh users"].status == "FAIL"
     assert checks["fresh users"].detail.startswith("stale by ")
-    assert "python -m functions rebuild" in checks["fresh users"].detail
+    assert "python -m ops rebuild" in checks["fresh users"].detail
     assert checks["fresh jobs"].status == "ok"
 
 

@@ -23,7 +23,7 @@ from werkzeug.test import Client
 
 from dev.app import create_stack_app, emulator_deliveries
 from dev.stack import prepare_emulator
-from shared.events import EventError, decode_event
+from functions.publish.events import EventError, decode_event
 from tests.helpers import publish
 from tests.test_publish_support import firestore_items, snapshot_body, user
 

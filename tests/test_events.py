@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 from cloudevents.http import from_http
 
-from shared.encoding import encode_document
-from shared.events import (
+from functions.publish.events import (
     JSON,
     DocumentVersion,
     EventError,
@@ -26,10 +25,10 @@ from shared.events import (
     decode_cloud_event,
     decode_event,
     encode_event,
-    format_ns,
-    parse_ns,
     structured_to_binary,
 )
+from shared.encoding import encode_document
+from shared.times import format_ns, parse_ns
 
 SAMPLES = Path(__file__).resolve().parent / "events"
 
@@ -164,7 +163,7 @@ def test_encoded_event_matches_what_the_read_api_encodes(firestore_client):
 
 
 def _ns(value: dt.datetime) -> int:
-    from shared.events import to_ns
+    from shared.times import to_ns
 
     return to_ns(value)
 

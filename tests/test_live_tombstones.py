@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from shared.events import to_ns
+from shared.times import to_ns
 from shared.tombstones import record_tombstones
 from tests.helpers import emulator_id_token, seed_users
 
@@ -47,7 +47,7 @@ def test_a_delete_refused_by_its_precondition_writes_no_tombstone(api, admin, fi
                                                                  monkeypatch):
     """Someone changes the document between the check and the commit: a 412, and neither the
     delete nor the tombstone is written (one atomic batch)."""
-    from functions import write_api
+    from functions.collection_api import write as write_api
 
     seed_users(firestore_client, 1)
     checked = write_api._Writer._current

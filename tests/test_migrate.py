@@ -1,7 +1,7 @@
 """The migration against the emulators: shapes, the messy set, modes, re-runs, failures, access.
 
 Runs go through the three doors of the one code path: `run_migration` in-process, the CLI
-(`python -m functions migrate`, in-process through `functions.__main__.main`) and the HTTP
+(`python -m ops migrate`, in-process through `ops.__main__.main`) and the HTTP
 function built by functions-framework from main.py (`dev.app.create_stack_app`). ID tokens are
 unsigned emulator tokens: with FIREBASE_AUTH_EMULATOR_HOST set and a demo- project,
 firebase-admin 7.7.0 skips the signature check (`_token_gen.TokenVerifier.verify`), and
@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from werkzeug.test import Client
 
-from shared.migration_run import MigrationOptions, ReportSink, run_migration
-from shared.migration_source import bytes_source
+from functions.migrate.run import MigrationOptions, ReportSink, run_migration
+from functions.migrate.source import bytes_source
 from shared.settings import Settings
 
 UTC = dt.UTC
@@ -117,7 +117,7 @@ def check_identity(counts: dict[str, int], total: int) -> None:
 
 
 def cli(*args: str) -> int:
-    from functions.__main__ import main
+    from ops.__main__ import main
 
     return main(["migrate", *args, "--progress", "none"])
 
@@ -410,8 +410,8 @@ def test_when_firestore_stays_down_the_run_fails_and_resumes(settings, firestore
                                                              storage_client, monkeypatch):
     from google.api_core import exceptions as gexc
 
-    import shared.migration_writer as writer
-    from shared.migration_writer import RunAborted
+    import functions.migrate.writer as writer
+    from shared.errors import RunAborted
 
     monkeypatch.setattr(writer, "TRANSIENT_ATTEMPTS", 2)
     down = {"on": False, "commits": 0}
@@ -481,7 +481,7 @@ def test_a_time_budget_pauses_the_run_and_the_same_call_continues(settings, fire
 
 def test_progress_is_readable_while_the_run_goes(settings, firestore_client, storage_client,
                                                 monkeypatch):
-    import shared.migration_run as engine
+    import functions.migrate.run as engine
 
     monkeypatch.setattr(engine, "PROGRESS_INTERVAL_S", 0.0)
     seen = []
@@ -498,8 +498,8 @@ def test_progress_is_readable_while_the_run_goes(settings, firestore_client, sto
 
 
 def test_one_runner_at_a_time(settings, firestore_client, storage_client):
+    from functions.migrate.run import RunStore
     from shared.errors import Conflict
-    from shared.migration_run import RunStore
 
     store = RunStore(firestore_client, "busy", timeout_s=10)
     params = {"collection": "users", "mode": "upsert", "dryRun": False, "deleteMissing": False}
@@ -516,13 +516,13 @@ def test_one_runner_at_a_time(settings, firestore_client, storage_client):
 
 def test_a_live_lease_blocks_a_second_runner_unless_forced(settings, firestore_client,
                                                            storage_client, monkeypatch):
+    from functions.migrate.source import scan
     from shared.errors import Conflict
-    from shared.migration_source import scan
 
     records = [user(i) for i in range(3)]
     data = json.dumps(records).encode()
     layout = scan(bytes_source(data), collection="users")
-    from shared.migration_run import RunStore
+    from functions.migrate.run import RunStore
 
     RunStore(firestore_client, "leased", timeout_s=10).begin(
         {"collection": "users", "mode": "upsert", "dryRun": False, "deleteMissing": False,
@@ -603,7 +603,7 @@ def test_http_paused_run_answers_202(settings, firestore_client, storage_client,
                                      monkeypatch):
     import flask
 
-    from functions.migrate import MigrateContext, handle
+    from functions.migrate.routes import MigrateContext, handle
 
     context = MigrateContext(dataclasses.replace(settings, migration_time_budget_s=0.0),
                              lambda: firestore_client, lambda: storage_client)

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from google.cloud import firestore
 
-from shared.migration_run import MigrationOptions, ReportSink, run_migration
-from shared.migration_source import file_source
+from functions.migrate.run import MigrationOptions, ReportSink, run_migration
+from functions.migrate.source import file_source
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,7 +64,7 @@ def batches_done(db: Any, run_id: str) -> int:
 
 def cli(env: dict[str, str], source: Path, run_id: str, report: Path, *extra: str):
     return subprocess.Popen(
-        [sys.executable, "-m", "functions", "migrate", str(source), "--collection", "users",
+        [sys.executable, "-m", "ops", "migrate", str(source), "--collection", "users",
          "--run-id", run_id, "--report", str(report), "--progress", "none", *extra],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

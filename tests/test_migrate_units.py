@@ -7,9 +7,9 @@ import json
 
 import pytest
 
+from functions.migrate.source import bytes_source, iter_records, scan
+from functions.migrate.writer import RampUpLimiter
 from shared.errors import BadRequest
-from shared.migration_source import bytes_source, iter_records, scan
-from shared.migration_writer import RampUpLimiter
 from shared.records import RecordError, convert_record, record_id, same_value
 from shared.schema import load_schema
 

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from shared.events import format_ns, structured_to_binary
+from functions.publish.events import structured_to_binary
+from shared.times import format_ns
 from tests.test_events import sample
 from tests.test_publish_support import (
     Writer,

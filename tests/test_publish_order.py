@@ -9,8 +9,7 @@ import urllib.parse
 
 import pytest
 
-from shared.encoding import format_timestamp, utc_now
-from shared.events import format_ns
+from shared.times import format_ns, format_timestamp, utc_now
 from tests.helpers import publish
 from tests.test_publish_support import Writer, firestore_items, snapshot_body, user
 
@@ -150,6 +149,6 @@ def test_shuffled_stream_with_duplicates_by_concurrent_workers_ends_equal_to_fir
 
 
 def _ns(value) -> int:
-    from shared.events import to_ns
+    from shared.times import to_ns
 
     return to_ns(value)

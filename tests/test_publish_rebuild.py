@@ -1,4 +1,4 @@
-"""The rebuild path: `python -m functions rebuild [--collection C]` and `rebuild_collection`."""
+"""The rebuild path: `python -m ops rebuild [--collection C]` and `rebuild_collection`."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from functions.__main__ import main as cli
-from shared.events import format_ns
+from ops.__main__ import main as cli
 from shared.snapshots import SnapshotState, rebuild_collection, write_snapshot
+from shared.times import format_ns
 from tests.test_publish_support import Writer, firestore_items, manifest, snapshot_body, user
 
 pytest_plugins = ["tests.test_publish_support"]

@@ -15,14 +15,9 @@ from typing import Any
 
 import pytest
 
-from shared.events import (
-    DocumentChange,
-    DocumentVersion,
-    decode_event,
-    encode_event,
-    to_ns,
-)
+from functions.publish.events import DocumentChange, DocumentVersion, decode_event, encode_event
 from shared.settings import Settings
+from shared.times import to_ns
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = {"PUBLISH_INTERVAL_S": "0.05", "PUBLISH_WAIT_S": "60", "STORAGE_TIMEOUT_S": "10"}
@@ -31,7 +26,7 @@ FAST = {"PUBLISH_INTERVAL_S": "0.05", "PUBLISH_WAIT_S": "60", "STORAGE_TIMEOUT_S
 @pytest.fixture
 def make_publisher(emulator_env, firestore_client, storage_client):
     """`make_publisher(storage=None, **env)`: a publisher as one instance would build it."""
-    from functions.publish_snapshot import Publisher
+    from functions.publish.publisher import Publisher
 
     def make(storage: Any = None, db: Any = None, **env: str) -> Publisher:
         settings = Settings.from_env({**os.environ, **FAST, **env})

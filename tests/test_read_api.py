@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from shared.encoding import format_timestamp, parse_timestamp
+from shared.times import format_timestamp, parse_timestamp
 from tests.helpers import publish, seed_users
 
 ORIGIN = "https://dash.example.org"

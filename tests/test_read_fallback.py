@@ -91,7 +91,7 @@ def test_missing_snapshot_object_with_storage_down(make_context, project_id, mon
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    from functions.read_api import ReadContext
+    from functions.collection_api.context import ApiContext as ReadContext
     from shared.settings import Settings
     from tests.helpers import read_api_client
 
@@ -154,7 +154,7 @@ def test_concurrent_identical_requests_share_one_firestore_read(make_context, re
 def _later(stamp: str, micros: int = 1) -> str:
     import datetime as dt
 
-    from shared.encoding import format_timestamp, parse_timestamp
+    from shared.times import format_timestamp, parse_timestamp
 
     return format_timestamp(parse_timestamp(stamp) + dt.timedelta(microseconds=micros))
 
@@ -173,8 +173,7 @@ def test_updated_since_poll_with_no_change_costs_one_read(make_api, reads, publi
 def test_poll_reports_deletions_and_never_skips_one(make_api, firestore_client, published):
     import time as clock
 
-    from shared.encoding import utc_now
-    from shared.events import to_ns
+    from shared.times import to_ns, utc_now
     from shared.tombstones import record_tombstones
 
     api = make_api(CACHE_TTL_S="0.5")

@@ -8,7 +8,7 @@ import datetime as dt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.query import Cursor, Filter, ReadQuery, _typed, run_on_items
+from functions.collection_api.query import Cursor, Filter, ReadQuery, _typed, run_on_items
 from shared.schema import load_schema
 from tests import legacy_read_path as legacy
 from tests.helpers import closed_port, firestore_client_at, publish, read_api_client, seed_users

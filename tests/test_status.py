@@ -12,7 +12,7 @@ import time
 import pytest
 from werkzeug.test import Client
 
-from functions import doctor
+from functions.migrate import doctor
 from tests.helpers import closed_port, emulator_id_token, publish, seed_users
 
 DOCTOR_ORDER = ["settings", "schemas", "firestore", "bucket", "bucket not public",
@@ -64,7 +64,7 @@ def test_status_runs_every_doctor_check_with_its_latency(app, admin, published):
     body = response.json
     checks = {check["name"]: check for check in body["checks"]}
     assert [check["name"] for check in body["checks"]] == DOCTOR_ORDER
-    # The same checks, in the same words, as `python -m functions doctor`.
+    # The same checks, in the same words, as `python -m ops doctor`.
     cli = {check.name: check for check in doctor.Doctor(os.environ).run()}
     assert set(cli) == set(checks)
     for name in ("settings", "schemas", "firestore", "bucket", "publisher", "migrations"):
@@ -175,8 +175,8 @@ def test_a_dry_run_shows_a_sample_of_converted_documents_and_writes_nothing(
 
 def test_a_resumed_run_keeps_the_sample_of_its_first_attempt(status_env, firestore_client,
                                                              storage_client):
-    from shared.migration_run import MigrationOptions, ReportSink, run_migration
-    from shared.migration_source import bytes_source
+    from functions.migrate.run import MigrationOptions, ReportSink, run_migration
+    from functions.migrate.source import bytes_source
     from shared.settings import Settings
 
     settings = Settings.from_env()

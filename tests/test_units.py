@@ -10,12 +10,19 @@ import time
 
 import pytest
 
-from shared.breaker import CircuitBreaker
-from shared.cache import TTLCache, WriteFence
-from shared.encoding import encode_document, encode_value, format_timestamp, parse_timestamp
+from functions.collection_api.breaker import CircuitBreaker
+from functions.collection_api.cache import TTLCache, WriteFence
+from functions.collection_api.query import (
+    ReadQuery,
+    make_page_token,
+    parse_list_query,
+    run_on_items,
+    sort_key,
+)
+from shared.encoding import encode_document, encode_value
 from shared.errors import BadRequest
-from shared.query import ReadQuery, make_page_token, parse_list_query, run_on_items, sort_key
 from shared.schema import load_schema
+from shared.times import format_timestamp, parse_timestamp
 
 USERS = load_schema("users")
 

@@ -22,6 +22,7 @@ from google.api_core.datetime_helpers import DatetimeWithNanoseconds
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from functions.collection_api.query import project
 from shared import http
 from shared.encoding import (
     document_json_pb,
@@ -31,7 +32,6 @@ from shared.encoding import (
     encode_value_pb,
     value_json_pb,
 )
-from shared.query import project
 from shared.records import field_name_problem, id_problem
 from tests import legacy_read_path as legacy
 
@@ -210,7 +210,7 @@ def test_read_api_bytes_equal_the_client_layer_for_every_query_shape(wire_api, f
                                                                      data):
     from google.cloud import firestore
 
-    from shared.query import parse_list_query
+    from functions.collection_api.query import parse_list_query
     from shared.schema import load_schema
     from shared.snapshots import read_collection
     from shared.tombstones import tombstone_collection
@@ -269,8 +269,8 @@ def _next_page(url: str, token: str | None, schema: Any) -> str | None:
     """The next page's URL, or None at the end, or when the token cannot be read back (a
     last value of another type than the schema's, NaN or ±Infinity: the API answers 400 then,
     whichever path served the page)."""
+    from functions.collection_api.query import parse_list_query
     from shared.errors import BadRequest
-    from shared.query import parse_list_query
 
     if token is None:
         return None
@@ -285,6 +285,6 @@ def _next_page(url: str, token: str | None, schema: Any) -> str | None:
 
 
 def _ns(value: dt.datetime) -> int:
-    from shared.events import to_ns
+    from shared.times import to_ns
 
     return to_ns(value)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.encoding import parse_timestamp
+from shared.times import parse_timestamp
 from tests.helpers import emulator_id_token, seed_users
 
 NEW_USER = {"name": "Ada Lovelace", "email": "ADA@Example.com", "role": "editor",
@@ -103,7 +103,7 @@ def test_writes_invalidate_the_cached_reads(make_api, admin, firestore_client):
 
 def test_reads_during_a_write_see_the_commit_not_the_cache(make_api, admin, firestore_client,
                                                           monkeypatch):
-    from functions import write_api
+    from functions.collection_api import write as write_api
 
     seed_users(firestore_client, 2)
     api = make_api(CACHE_TTL_S="600")

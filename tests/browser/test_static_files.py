@@ -45,20 +45,9 @@ def test_only_the_page_is_served_and_other_paths_keep_the_json_404():
 
 @pytest.fixture
 def no_settings(monkeypatch):
-    """A fresh instance with no project configured: the function answers a JSON 500."""
-    from functions.read_api import reset_read_context
-    from shared.clients import reset_clients
-    from shared.settings import get_settings
-
-    def reset():
-        reset_read_context()
-        reset_clients()
-        get_settings.cache_clear()
-
+    """A fresh instance with no project configured: the function answers a JSON 500 (each app
+    over main.py is a fresh instance, its own `LazyInstance`)."""
     monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
-    reset()
-    yield
-    reset()
 
 
 def test_functions_stay_mounted_next_to_the_page(no_settings):
@@ -121,25 +110,20 @@ def test_the_csp_allows_the_import_map_by_its_hash_and_no_other_inline_script():
 
 def test_the_stack_tells_the_page_its_firebase_config_with_cors(monkeypatch):
     from dev.stack import web_config
-    from shared.settings import get_settings
 
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "demo-dashboard")
     monkeypatch.setenv("SNAPSHOT_BUCKET", "demo-bucket")
     monkeypatch.setenv("ALLOWED_ORIGINS", "http://127.0.0.1:9000")
-    get_settings.cache_clear()
-    try:
-        config = web_config("demo-dashboard", "127.0.0.1:8085")
-        assert config == {"projectId": "demo-dashboard",
-                          "emulators": {"firestore": {"host": "127.0.0.1", "port": 8085}}}
-        client = Client(create_stack_app({}, firebase_config=config))
-        allowed = client.get("/__/firebase/init.json", headers={"Origin": "http://127.0.0.1:9000"})
-        assert allowed.status_code == 200 and allowed.json == config
-        assert allowed.headers["Access-Control-Allow-Origin"] == "http://127.0.0.1:9000"
-        assert allowed.headers["Cache-Control"] == "no-store"
-        foreign = client.get("/__/firebase/init.json", headers={"Origin": "https://evil.test"})
-        assert "Access-Control-Allow-Origin" not in foreign.headers
-        assert client.post("/__/firebase/init.json").status_code == 404
-        assert client.get("/__/firebase/init.json/x").status_code == 404
-        assert Client(create_stack_app({})).get("/__/firebase/init.json").status_code == 404
-    finally:
-        get_settings.cache_clear()
+    config = web_config("demo-dashboard", "127.0.0.1:8085")
+    assert config == {"projectId": "demo-dashboard",
+                      "emulators": {"firestore": {"host": "127.0.0.1", "port": 8085}}}
+    client = Client(create_stack_app({}, firebase_config=config))
+    allowed = client.get("/__/firebase/init.json", headers={"Origin": "http://127.0.0.1:9000"})
+    assert allowed.status_code == 200 and allowed.json == config
+    assert allowed.headers["Access-Control-Allow-Origin"] == "http://127.0.0.1:9000"
+    assert allowed.headers["Cache-Control"] == "no-store"
+    foreign = client.get("/__/firebase/init.json", headers={"Origin": "https://evil.test"})
+    assert "Access-Control-Allow-Origin" not in foreign.headers
+    assert client.post("/__/firebase/init.json").status_code == 404
+    assert client.get("/__/firebase/init.json/x").status_code == 404
+    assert Client(create_stack_app({})).get("/__/firebase/init.json").status_code == 404

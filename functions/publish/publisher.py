@@ -1,7 +1,7 @@
 """The snapshot publisher: keeps `gs://$SNAPSHOT_BUCKET/snapshots/<collection>.json` current.
 
 `publish_snapshot` (main.py) receives Eventarc's Firestore `document.v1.written` events of every
-configured collection; `python -m functions rebuild [--collection C]` rebuilds snapshots from
+configured collection; `python -m ops rebuild [--collection C]` rebuilds snapshots from
 Firestore (bootstrap, after a migration, to repair drift) and reports what it changed.
 
 How one event is handled
@@ -59,7 +59,6 @@ Never an older snapshot over a newer one
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -71,19 +70,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from functions.publish.events import DocumentChange
 from shared.encoding import encode_document
-from shared.errors import AppError, BadRequest, Unavailable
-from shared.events import DocumentChange, EventError, decode_cloud_event
-from shared.settings import Settings, get_settings
+from shared.errors import Unavailable
+from shared.settings import Settings
 from shared.snapshots import (
     Change,
     ManifestEntry,
-    RebuildReport,
     SnapshotState,
     manifest_entry,
     merge_and_write,
     read_collection,
-    rebuild_collection,
     update_manifest,
 )
 
@@ -99,20 +96,6 @@ MAX_PENDING_ITEM_BYTES = 900_000
 PENDING_PER_COMMIT = 400
 COVERAGE_POLL_S = 0.1
 REMOVED_VERSIONS_KEPT = 10_000  # recent deletions' removed versions, per instance
-
-
-def handle_event(cloud_event: Any) -> None:
-    """Body of the `publish_snapshot` entry point: publish one Firestore document event."""
-    from shared.logs import event_context
-
-    settings = get_settings()
-    with event_context(cloud_event, function=FUNCTION, project=settings.project):
-        try:
-            change = decode_cloud_event(cloud_event)
-        except EventError as exc:
-            log.error("dropping an undecodable event (not retried): %s", exc.message)
-            return
-        get_publisher(settings).publish(change)
 
 
 # --- one instance's publisher ------------------------------------------------------------------
@@ -200,7 +183,7 @@ class Publisher:
         age_s = time.time() - event.event_time_ns / 1e9
         if age_s > settings.max_event_age_s:
             log.error("dropping event %s for %s: %.0f s old, over MAX_EVENT_AGE_S=%g; run "
-                      "`python -m functions rebuild --collection %s` if the snapshot drifted",
+                      "`python -m ops rebuild --collection %s` if the snapshot drifted",
                       event.event_id, event.document_path, age_s, settings.max_event_age_s,
                       event.collection)
             return "too_old"
@@ -521,77 +504,3 @@ def _entry_id(change: Change) -> str:
 
 def _item_size(change: Change) -> int:
     return 0 if change.item is None else len(json.dumps(change.item))
-
-
-_publisher_lock = threading.Lock()
-_publisher: Publisher | None = None
-
-
-def get_publisher(settings: Settings) -> Publisher:
-    """The publisher of this instance, created on first use with the accessors' clients."""
-    global _publisher
-    if _publisher is None or _publisher.settings != settings:
-        with _publisher_lock:
-            if _publisher is None or _publisher.settings != settings:
-                from shared.clients import get_db, get_storage
-
-                _publisher = Publisher(settings, db=lambda: get_db(settings),
-                                       storage=lambda: get_storage(settings))
-    return _publisher
-
-
-def reset_publisher() -> None:
-    """Forget the instance's publisher (tests: a fresh instance)."""
-    global _publisher
-    with _publisher_lock:
-        _publisher = None
-
-
-# --- the rebuild path: CLI, admin call, end of a migration -------------------------------------
-
-def rebuild(settings: Settings, db: Any, storage_client: Any,
-            collections: Iterable[str] | None = None) -> list[RebuildReport]:
-    """Rebuild the snapshots of `collections` (all configured ones by default) from Firestore.
-
-    One read per document and one conditional write per snapshot; merged by version with what
-    the event path published meanwhile. Returns one report per collection.
-    """
-    names = list(collections) if collections else list(settings.collections)
-    unknown = [name for name in names if name not in settings.collections]
-    if unknown:
-        raise BadRequest(f"collection {unknown[0]!r} is not configured (COLLECTIONS="
-                         f"{','.join(settings.collections)})", code="unknown_collection")
-    reports = []
-    for collection in names:
-        report = rebuild_collection(db, storage_client, settings.snapshot_bucket, collection,
-                                    timeout_s=max(settings.storage_timeout_s, 30.0),
-                                    retention_s=settings.tombstone_retention_s)
-        log.info("rebuilt snapshot %s", report.summary())
-        reports.append(report)
-    return reports
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare `rebuild [--collection C ...] [--json]`."""
-    parser.add_argument("--collection", action="append", metavar="C",
-                        help="rebuild only this collection (repeatable; default: all configured)")
-    parser.add_argument("--json", action="store_true", help="print the reports as JSON lines")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Rebuild the snapshots and print what changed; exit status 0."""
-    from shared.clients import get_db, get_storage
-
-    settings = get_settings()
-    try:
-        reports = rebuild(settings, get_db(settings), get_storage(settings), args.collection)
-    except AppError:
-        raise
-    except Exception as exc:  # the CLI prints one line, not a traceback
-        raise Unavailable(f"rebuild failed: {type(exc).__name__}: {str(exc)[:300]}") from exc
-    for report in reports:
-        if args.json:
-            print(json.dumps(report.__dict__, sort_keys=True))
-        else:
-            print(report.summary())
-    return 0

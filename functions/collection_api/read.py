@@ -1,7 +1,6 @@
-"""The collection API: one handler serves every configured collection (`/<collection>[/<id>]`).
+"""The collection API's reads: a list page or one document, from Firestore else the snapshot.
 
-Reads (`GET`, `HEAD`) are answered here; writes (`POST`, `PUT`, `PATCH`, `DELETE`) go to
-`functions.write_api`.
+`serve.py` routes `GET`/`HEAD` here (writes go to `write.py`).
 
 Firestore answers first, within `FIRESTORE_TIMEOUT_S`; on any failure or deadline the same
 request is answered from the collection's snapshot in Cloud Storage (`X-Data-Source:
@@ -22,228 +21,40 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import logging
-import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from flask import Request, Response
-
-from functions import write_api
-from shared import http
-from shared.auth import authenticate, check_app_check
-from shared.breaker import CircuitBreaker
-from shared.cache import TTLCache, WriteFence
-from shared.clients import firestore_deadline, get_db, get_storage
-from shared.encoding import document_json_pb, encode_document_pb, utc_now
-from shared.errors import (
-    AppError,
-    BadRequest,
-    MethodNotAllowed,
-    NotFound,
-    Unavailable,
-)
-from shared.events import format_ns, to_ns
-from shared.firestore_wire import WireDocument, document_id, get_document, run_query
-from shared.logs import request_context, request_log
-from shared.query import (
+from functions.collection_api.cache import CachedResponse
+from functions.collection_api.query import (
     ReadQuery,
-    check_document_id,
     is_descending_key_scan,
     make_page_token,
-    parse_fields,
-    parse_list_query,
     project,
     run_on_items,
     to_ascending_key_scan,
     to_firestore_query,
 )
+from shared import http
+from shared.clients import firestore_deadline
+from shared.encoding import document_json_pb, encode_document_pb
+from shared.errors import AppError, Unavailable
+from shared.firestore_wire import WireDocument, document_id, get_document, run_query
 from shared.schema import load_schema
-from shared.settings import Settings, get_settings
 from shared.snapshots import Snapshot, load_snapshot
+from shared.times import format_ns, to_ns, utc_now
 from shared.tombstones import deleted_since, latest_tombstone
+
+if TYPE_CHECKING:
+    from functions.collection_api.context import ApiContext
 
 log = logging.getLogger("dashboard.read")
 
-READ_METHODS = ("GET", "HEAD", "OPTIONS")
-ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-
-
-@dataclass(frozen=True)
-class CachedResponse:
-    """An encoded answer, kept per instance: body, weak ETag, where it came from."""
-
-    status: int
-    body: bytes
-    etag: str
-    source: str
-    count: int | None = None
-    gzipped: list[bytes] = field(default_factory=list, compare=False)
-
-    def gzip_body(self) -> bytes:
-        """The gzip of the body, computed once per entry."""
-        if not self.gzipped:
-            self.gzipped.append(http.gzip_bytes(self.body))
-        return self.gzipped[0]
-
-
-@dataclass
-class ReadContext:
-    """The per-instance dependencies of the read API; tests build one with emulator clients."""
-
-    settings: Settings
-    db: Callable[[], Any]
-    storage: Callable[[], Any]
-    cache: TTLCache[CachedResponse]
-    snapshots: TTLCache[Snapshot]
-    tombstones: TTLCache[tuple[Any, Any]]
-    breaker: CircuitBreaker
-    executor: concurrent.futures.ThreadPoolExecutor
-    # This instance's writes in flight, per collection (functions.write_api): see WriteFence.
-    fence: WriteFence = field(default_factory=WriteFence)
-    # The last parsed snapshot of each collection: reused while its object keeps its generation.
-    parsed: dict[str, Snapshot] = field(default_factory=dict)
-
-    @classmethod
-    def create(cls, settings: Settings, *, db: Callable[[], Any] | None = None,
-               storage: Callable[[], Any] | None = None) -> ReadContext:
-        """A context whose clients come from the accessors unless given."""
-        return cls(
-            settings=settings,
-            db=db or (lambda: get_db(settings)),
-            storage=storage or (lambda: get_storage(settings)),
-            cache=TTLCache(settings.cache_ttl_s),
-            snapshots=TTLCache(settings.cache_ttl_s, max_entries=32),
-            tombstones=TTLCache(settings.cache_ttl_s, max_entries=32),
-            breaker=CircuitBreaker(settings.breaker_cooldown_s),
-            executor=concurrent.futures.ThreadPoolExecutor(max_workers=32,
-                                                           thread_name_prefix="firestore"),
-        )
-
-
-_context_lock = threading.Lock()
-_context: ReadContext | None = None
-
-
-def get_read_context() -> ReadContext:
-    """The read context of this instance, built on first use from the environment."""
-    global _context
-    if _context is None:
-        with _context_lock:
-            if _context is None:
-                _context = ReadContext.create(get_settings())
-    return _context
-
-
-def reset_read_context() -> None:
-    """Forget the instance's context (tests: a fresh instance)."""
-    global _context
-    with _context_lock:
-        _context = None
-
-
-def serve(request: Request, collection: str) -> Response:
-    """Entry point body for a collection's HTTP function."""
-    try:
-        context = get_read_context()
-    except AppError as exc:
-        with request_context(request, function=collection, collection=collection):
-            log.error("cannot start: %s", exc.message)
-        return http.error_response(exc)
-    return handle(request, collection, context)
-
-
-def handle(request: Request, collection: str, context: ReadContext) -> Response:
-    """Answer one request of `collection` (CORS and security headers included), logging one
-    structured line with status, source, latency and document count."""
-    started = time.perf_counter()
-    with request_context(request, function=collection, collection=collection,
-                         project=context.settings.project):
-        response = _dispatch(request, collection, context)
-        http.finish(request, response, context.settings)
-        request_log(response.status_code, response.headers.get("X-Data-Source"),
-                    (time.perf_counter() - started) * 1000,
-                    getattr(response, "document_count", None))
-    return response
-
-
-@http.json_errors
-def _dispatch(request: Request, collection: str, context: ReadContext) -> Response:
-    settings = context.settings
-    if collection not in settings.collections:
-        raise NotFound(f"collection {collection!r} is not configured")
-    if request.method == "OPTIONS":
-        return http.preflight_response(request, settings, ALL_METHODS)
-    if request.method not in ALL_METHODS:
-        raise MethodNotAllowed(f"{request.method} is not allowed here", allowed=ALL_METHODS)
-    doc_id = _document_id(request.environ.get("PATH_INFO", ""))
-    if request.method in write_api.WRITE_METHODS:
-        return write_api.handle_write(request, collection, doc_id, context)
-    if settings.read_access == "admin":
-        authenticate(request.headers, settings, require_admin=True)
-    else:
-        check_app_check(request.headers, settings)
-    schema = load_schema(collection)
-    if doc_id is None:
-        query = parse_list_query(request.args.items(multi=True), schema,
-                                 default_limit=settings.default_limit,
-                                 max_limit=settings.max_limit)
-        cached = context.fence.cached(context.cache, collection, ("list", query),
-                                      lambda: _compute_list(context, query))
-    else:
-        fields = parse_fields(request.args.get("fields"), schema)
-        unknown = set(request.args) - {"fields"}
-        if unknown:
-            raise BadRequest(f"unknown parameter {sorted(unknown)[0]!r} for a single document",
-                             code="invalid_parameter")
-        cached = context.fence.cached(
-            context.cache, collection, ("get", collection, doc_id, fields),
-            lambda: _compute_get(context, collection, doc_id, fields))
-    return _respond(request, cached, settings)
-
-
-def _document_id(path_info: str) -> str | None:
-    """`/` is the list; `/<id>` one document; anything else (deeper, empty segments) is a 404.
-
-    Reads the WSGI `PATH_INFO` (percent-decoded bytes as latin-1, PEP 3333): `request.path`
-    would fold `//` into `/` and so turn `/users/%2F` into the list.
-    """
-    try:
-        path = path_info.encode("latin-1").decode("utf-8")
-    except UnicodeError:
-        raise BadRequest("the document id is not valid UTF-8", code="invalid_id") from None
-    if path in ("", "/"):
-        return None
-    parts = path[1:].split("/")
-    if len(parts) != 1 or not parts[0]:
-        raise NotFound("no such path")
-    return check_document_id(parts[0])  # the WSGI server has percent-decoded the path
-
-
-def _respond(request: Request, cached: CachedResponse, settings: Settings) -> Response:
-    if cached.status != 200:
-        response = Response(cached.body, status=cached.status, content_type=http.JSON_TYPE)
-        response.headers["Cache-Control"] = "no-store"
-    elif http.etag_matches(request, cached.etag):
-        response = Response(status=304)
-    elif http.accepts_gzip(request) and len(cached.body) >= http.GZIP_MIN_BYTES:
-        response = Response(cached.gzip_body(), status=200, content_type=http.JSON_TYPE)
-        response.headers["Content-Encoding"] = "gzip"
-    else:
-        response = Response(cached.body, status=200, content_type=http.JSON_TYPE)
-    response.vary.add("Accept-Encoding")
-    response.headers["X-Data-Source"] = cached.source
-    response.document_count = cached.count
-    if cached.status == 200:
-        response.headers["ETag"] = cached.etag
-        response.headers["Cache-Control"] = settings.cache_control
-    return response
 
 
 # --- answering from Firestore, else from the snapshot ------------------------------------------
 
-def _compute_list(context: ReadContext, query: ReadQuery) -> tuple[CachedResponse, float | None]:
+def compute_list(context: ApiContext, query: ReadQuery) -> tuple[CachedResponse, float | None]:
     # A poll (`updatedSince`) also lists the ids deleted since then, on its first page only,
     # from the tombstones the snapshot publisher records (shared.tombstones).
     polls_deletions = query.updated_since is not None and query.cursor is None
@@ -342,7 +153,7 @@ def _run_firestore_query(db: Any, query: ReadQuery, deadline: dict[str, Any]) ->
     yield from docs
 
 
-def _deleted_since(context: ReadContext, db: Any, query: ReadQuery) -> tuple[list[str], int]:
+def _deleted_since(context: ApiContext, db: Any, query: ReadQuery) -> tuple[list[str], int]:
     """Ids deleted since the poll's `updatedSince`, and the time (ns) up to which that is known.
 
     The newest tombstone's time is cached per instance: while it is not after `updatedSince`,
@@ -363,7 +174,7 @@ def _deleted_since(context: ReadContext, db: Any, query: ReadQuery) -> tuple[lis
                          **firestore_deadline(context.settings)), checked
 
 
-def _compute_get(context: ReadContext, collection: str, doc_id: str,
+def compute_get(context: ApiContext, collection: str, doc_id: str,
                  fields: tuple[str, ...] | None) -> tuple[CachedResponse, float | None]:
     def from_firestore() -> bytes | None:
         db = context.db()
@@ -386,7 +197,7 @@ def _compute_get(context: ReadContext, collection: str, doc_id: str,
     return CachedResponse(200, body, http.weak_etag(body), source, 1), None
 
 
-def _firestore_or_snapshot(context: ReadContext, collection: str,
+def _firestore_or_snapshot(context: ApiContext, collection: str,
                            from_firestore: Callable[[], Any],
                            from_snapshot: Callable[[Snapshot], Any]) -> tuple[Any, str]:
     settings = context.settings

@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from flask import Request, Response
 
+from functions.collection_api.cache import key_collection
 from shared import http
 from shared.auth import authenticate
 from shared.clients import firestore_deadline
@@ -30,11 +31,12 @@ from shared.errors import (
     Unavailable,
 )
 from shared.records import RecordError, convert_record
+from shared.retry import is_transient
 from shared.schema import CollectionSchema, load_schema
 from shared.tombstones import stage_tombstone
 
 if TYPE_CHECKING:
-    from functions.read_api import ReadContext
+    from functions.collection_api.context import ApiContext
 
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 SERVER_FIELDS = ("createdAt", "updatedAt")
@@ -43,7 +45,7 @@ DOCUMENT_METHODS = ("GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def handle_write(request: Request, collection: str, doc_id: str | None,
-                 context: ReadContext) -> Response:
+                 context: ApiContext) -> Response:
     """Authorize, validate and apply one write; returns the response (errors are raised)."""
     settings = context.settings
     if doc_id is None and request.method != "POST":
@@ -66,14 +68,14 @@ def handle_write(request: Request, collection: str, doc_id: str | None,
     try:
         response = _apply(request, writer, doc_id, body)
     except Exception as exc:
-        if _is_unfinished(exc):
+        if is_transient(exc):  # the write's fate is unknown: a 503 to retry after reading back
             raise Unavailable(
                 f"Firestore did not confirm the write ({type(exc).__name__}); it may have been "
                 "applied: read the document before trying again", retry_after_s=1) from exc
         raise
     finally:
         # Even a failed write may have committed: this instance's reads must not outlive it.
-        context.cache.invalidate(lambda key: _key_collection(key) == collection)
+        context.cache.invalidate(lambda key: key_collection(key) == collection)
         if request.method == "DELETE":
             # The newest-tombstone time this instance cached is older than the one written.
             context.tombstones.invalidate(lambda key: key == collection)
@@ -99,22 +101,6 @@ def _apply(request: Request, writer: _Writer, doc_id: str | None,
     if status == 201:
         response.headers["Location"] = f"{request.url_root}{quote(item['id'], safe='')}"
     return response
-
-
-def _is_unfinished(exc: BaseException) -> bool:
-    """Firestore was unreachable, out of time or overloaded: the write's fate is unknown (a
-    503 to retry after reading back), not a defect of the request or of this code (a 500)."""
-    from google.api_core import exceptions as gexc
-
-    return isinstance(exc, (gexc.DeadlineExceeded, gexc.ServiceUnavailable, gexc.RetryError,
-                            gexc.InternalServerError, gexc.ResourceExhausted, gexc.Aborted))
-
-
-def _key_collection(key: Any) -> str | None:
-    """The collection a read-cache key belongs to (keys are ("list", query) or ("get", c, ...))."""
-    if key[0] == "list":
-        return key[1].collection
-    return key[1]
 
 
 def _server_time(result: Any) -> Any:

@@ -35,7 +35,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.errors import RunAborted, RunUnavailable
 from shared.records import ConvertedRecord, same_value
+from shared.retry import is_transient
 
 log = logging.getLogger("dashboard.migrate")
 
@@ -46,18 +48,6 @@ TRANSIENT_ATTEMPTS = 6
 RAMP_PHASE_S = 300.0
 RAMP_FACTOR = 1.5
 MODES = ("upsert", "create", "replace")
-
-
-class RunAborted(Exception):
-    """The run cannot go on (Firestore unreachable for too long, access refused, ...).
-
-    Work committed so far is checkpointed; the same run id resumes it.
-    """
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 # --- outcomes ------------------------------------------------------------------------------------
@@ -149,16 +139,6 @@ def refused_errors() -> tuple[type[Exception], ...]:
     from google.api_core import exceptions as gexc
 
     return (gexc.GoogleAPICallError, gexc.RetryError, ValueError)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Errors worth retrying as they are (the server or the network, not the request)."""
-    from google.api_core import exceptions as gexc
-
-    return isinstance(exc, (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.Aborted,
-                            gexc.ResourceExhausted, gexc.InternalServerError,
-                            gexc.TooManyRequests, gexc.GatewayTimeout, gexc.BadGateway,
-                            gexc.RetryError))
 
 
 def is_conflict(exc: BaseException) -> bool:
@@ -427,7 +407,7 @@ class BatchWriter:
                 if not is_transient(exc):
                     raise
                 if attempt == TRANSIENT_ATTEMPTS:
-                    raise RunAborted("unavailable", f"Firestore kept failing ({attempt} "
+                    raise RunUnavailable("unavailable", f"Firestore kept failing ({attempt} "
                                                     f"attempts): {short(str(exc))}") from exc
                 log.warning("transient Firestore error (attempt %d): %s", attempt, exc)
                 self.sleep(delay)

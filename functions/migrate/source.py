@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from shared.errors import BadRequest, NotFound
+from shared.retry import retry_policy
 
 READ_CHUNK_BYTES = 1024 * 1024
 # Past this size, finding the exact position of a syntax error (a second, slow pure-Python
@@ -105,10 +106,8 @@ def parse_gs_uri(uri: str) -> tuple[str, str]:
 def gcs_source(uri: str, storage_client: Any, *, timeout_s: float) -> Source:
     """A source over one Cloud Storage object, pinned to its current generation."""
     from google.api_core import exceptions as gexc
-    from google.api_core.retry import Retry
-
     bucket_name, name = parse_gs_uri(uri)
-    retry = Retry(initial=0.2, maximum=2.0, multiplier=2.0, timeout=timeout_s * 3)
+    retry = retry_policy(timeout_s * 3)
     try:
         blob = storage_client.bucket(bucket_name).get_blob(name, timeout=timeout_s, retry=retry)
     except gexc.NotFound:

@@ -1,4 +1,6 @@
-"""A small per-instance TTL cache, safe under gen2 concurrency (many threads, one process).
+"""The collection API's per-instance caches: a TTL cache safe under gen2 concurrency (many
+threads, one process), the write fence, the cached response and the one place its keys are
+built and read (`list_key`, `get_key`, `key_collection`).
 
 `get_or_compute` lets one thread compute a missing entry while the others asking for the same
 key wait for it, so a burst of identical requests costs one Firestore read, not one each.
@@ -10,7 +12,13 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Generic, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from shared import http
+
+if TYPE_CHECKING:
+    from functions.collection_api.query import ReadQuery
 
 V = TypeVar("V")
 
@@ -139,3 +147,40 @@ class WriteFence:
             return value, (ttl_s if self.generation(collection) == generation else 0)
 
         return cache.get_or_compute(key, compute_unless_written)
+
+
+@dataclass(frozen=True)
+class CachedResponse:
+    """An encoded answer, kept per instance: body, weak ETag, where it came from."""
+
+    status: int
+    body: bytes
+    etag: str
+    source: str
+    count: int | None = None
+    gzipped: list[bytes] = field(default_factory=list, compare=False)
+
+    def gzip_body(self) -> bytes:
+        """The gzip of the body, computed once per entry."""
+        if not self.gzipped:
+            self.gzipped.append(http.gzip_bytes(self.body))
+        return self.gzipped[0]
+
+
+# --- the keys of the response cache: built and read only here -----------------------------------
+
+def list_key(query: ReadQuery) -> tuple[str, ReadQuery]:
+    """The cache key of a list answer."""
+    return ("list", query)
+
+
+def get_key(collection: str, doc_id: str, fields: tuple[str, ...] | None) -> tuple[Any, ...]:
+    """The cache key of a single document's answer."""
+    return ("get", collection, doc_id, fields)
+
+
+def key_collection(key: Any) -> str | None:
+    """The collection a response-cache key belongs to (what a write invalidates)."""
+    if key[0] == "list":
+        return key[1].collection
+    return key[1]

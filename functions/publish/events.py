@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import AppError
-from shared.firestore_wire import timestamp_ns
+from shared.times import format_ns, from_ns, parse_ns, timestamp_ns, to_ns
 
 EVENT_TYPE_PREFIX = "google.cloud.firestore.document.v1."
 WRITTEN = EVENT_TYPE_PREFIX + "written"
@@ -51,8 +51,6 @@ DATA_SCHEMA = ("https://github.com/googleapis/google-cloudevents/blob/main/proto
 _SOURCE = re.compile(
     r"^//firestore\.googleapis\.com/projects/(?:projects/)?([^/]+)/databases/([^/]+)$")
 _NAME = re.compile(r"^projects/([^/]+)/databases/([^/]+)/documents/(.+)$")
-_RFC3339 = re.compile(
-    r"^(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
 UTC = dt.UTC
 
 
@@ -133,47 +131,6 @@ class DocumentChange:
     def event_time(self) -> dt.datetime:
         """The event time as an aware datetime (microseconds)."""
         return from_ns(self.event_time_ns)
-
-
-# --- timestamps as integer nanoseconds ---------------------------------------------------------
-
-def to_ns(value: dt.datetime) -> int:
-    """Nanoseconds since the epoch of an aware datetime (nanoseconds kept when present)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    whole = value.replace(microsecond=0)
-    seconds = int(whole.timestamp())
-    nanos = getattr(value, "nanosecond", 0) or value.microsecond * 1000
-    return seconds * 1_000_000_000 + nanos
-
-
-def from_ns(ns: int) -> dt.datetime:
-    """The aware datetime (with nanoseconds) of a nanosecond timestamp."""
-    from google.api_core.datetime_helpers import DatetimeWithNanoseconds
-
-    seconds, nanos = divmod(ns, 1_000_000_000)
-    base = dt.datetime.fromtimestamp(seconds, UTC)
-    return DatetimeWithNanoseconds(base.year, base.month, base.day, base.hour, base.minute,
-                                   base.second, nanosecond=nanos, tzinfo=UTC)
-
-
-def format_ns(ns: int) -> str:
-    """RFC 3339 UTC with up to nine fractional digits (the encoder's format)."""
-    from shared.encoding import format_epoch
-
-    return format_epoch(*divmod(ns, 1_000_000_000))
-
-
-def parse_ns(text: str) -> int:
-    """Parse an RFC 3339 timestamp to nanoseconds, keeping all nine fractional digits."""
-    from shared.encoding import parse_timestamp
-
-    match = _RFC3339.match(text.strip())
-    if not match:
-        raise ValueError(f"not an RFC 3339 timestamp: {text!r}")
-    whole = parse_timestamp(match.group(1) + match.group(3))
-    fraction = (match.group(2) or ".")[1:]
-    return int(whole.timestamp()) * 1_000_000_000 + int((fraction + "0" * 9)[:9])
 
 
 # --- decoding ----------------------------------------------------------------------------------

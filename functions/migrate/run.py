@@ -42,10 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.encoding import encode_document, encode_value, format_timestamp, utc_now
-from shared.errors import AppError, BadRequest, Conflict, NotFound
-from shared.migration_source import Layout, Source, iter_records, scan
-from shared.migration_writer import (
+from functions.migrate.source import Layout, Source, iter_records, scan
+from functions.migrate.writer import (
     MODES,
     Batch,
     BatchResult,
@@ -53,15 +51,18 @@ from shared.migration_writer import (
     Entry,
     Item,
     RampUpLimiter,
-    RunAborted,
     merge_counts,
     new_counts,
     refused_errors,
     short,
 )
+from shared.encoding import encode_document, encode_value
+from shared.errors import AppError, BadRequest, Conflict, NotFound, RunAborted, RunTakenOver
 from shared.records import RecordError, convert_record, record_id
+from shared.retry import retry_policy
 from shared.schema import CollectionSchema, load_schema
 from shared.settings import Settings
+from shared.times import format_timestamp, utc_now
 
 log = logging.getLogger("dashboard.migrate")
 
@@ -188,7 +189,7 @@ class RunStore:
 
     def get(self) -> dict[str, Any] | None:
         """The run document, or None."""
-        snap = self.ref.get(timeout=self.timeout_s, retry=_retry(self.timeout_s))
+        snap = self.ref.get(timeout=self.timeout_s, retry=retry_policy(self.timeout_s))
         return snap.to_dict() if snap.exists else None
 
     def begin(self, params: dict[str, Any], *, force: bool) -> dict[str, Any] | None:
@@ -199,7 +200,7 @@ class RunStore:
         from google.cloud import firestore
 
         for _ in range(3):
-            snap = self.ref.get(timeout=self.timeout_s, retry=_retry(self.timeout_s))
+            snap = self.ref.get(timeout=self.timeout_s, retry=retry_policy(self.timeout_s))
             lease = {"owner": self.owner, "expiresAt": _after(LEASE_S)}
             if not snap.exists:
                 body = {**params, "runId": self.run_id, "state": "running", "attempts": 1,
@@ -254,21 +255,21 @@ class RunStore:
         for _ in range(2):
             try:
                 result = self.ref.update(body, timeout=self.timeout_s,
-                                         retry=_retry(self.timeout_s),
+                                         retry=retry_policy(self.timeout_s),
                                          option=self.db.write_option(
                                              last_update_time=self.update_time))
             except (gexc.FailedPrecondition, gexc.NotFound):
-                snap = self.ref.get(timeout=self.timeout_s, retry=_retry(self.timeout_s))
+                snap = self.ref.get(timeout=self.timeout_s, retry=retry_policy(self.timeout_s))
                 owner = ((snap.to_dict() or {}).get("lease") or {}).get("owner")
                 if snap.exists and owner == self.owner:
                     # A retried call whose first attempt landed: the run is still ours.
                     self.update_time = snap.update_time
                     continue
-                raise RunAborted("run_taken_over", f"run {self.run_id} was taken over by "
+                raise RunTakenOver("run_taken_over", f"run {self.run_id} was taken over by "
                                                    "another runner; this one stops") from None
             self.update_time = result.update_time
             return
-        raise RunAborted("run_taken_over", f"run {self.run_id}: its document keeps changing")
+        raise RunTakenOver("run_taken_over", f"run {self.run_id}: its document keeps changing")
 
     def load_batches(self) -> list[BatchResult]:
         """Every committed range, by start."""
@@ -289,13 +290,6 @@ class RunStore:
 
 def _after(seconds: float) -> dt.datetime:
     return utc_now() + dt.timedelta(seconds=seconds)
-
-
-def _retry(timeout_s: float) -> Any:
-    from google.api_core.retry import Retry, if_transient_error
-
-    return Retry(predicate=if_transient_error, initial=0.2, maximum=2.0, multiplier=2.0,
-                 timeout=timeout_s)
 
 
 _IDENTITY = ("collection", "mode", "dryRun", "deleteMissing", "shape", "root", "fingerprint")
@@ -336,7 +330,7 @@ class _Tally:
     def add(self, result: BatchResult) -> None:
         """Count one committed range (each range once)."""
         if result.start in self.ranges:
-            raise RunAborted("overlap", f"records {result.start}-{result.end - 1} were "
+            raise RunTakenOver("overlap", f"records {result.start}-{result.end - 1} were "
                                         "committed twice (two runners at once?)")
         merge_counts(self.counts, result.counts)
         merge_counts(self.reasons, result.reasons)
@@ -873,7 +867,7 @@ def recent_runs(db: Any, *, limit: int, timeout_s: float) -> list[dict[str, Any]
              .order_by("startedAt", direction=firestore.Query.DESCENDING).limit(limit))
     now = utc_now()
     runs = []
-    for snap in query.stream(timeout=timeout_s, retry=_retry(timeout_s)):
+    for snap in query.stream(timeout=timeout_s, retry=retry_policy(timeout_s)):
         doc = snap.to_dict()
         view = run_view({**doc, "runId": doc.get("runId") or snap.id})
         expires = (doc.get("lease") or {}).get("expiresAt")

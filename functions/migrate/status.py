@@ -7,8 +7,8 @@
                                  and the body limit: what the migration panel needs to start
 
 Both are routes of the `migrate` function (no new entry point to deploy). The checks are
-`functions/doctor.py`'s own, so the page and `python -m functions doctor` say the same things
-in the same words; here they run concurrently, each bounded by a deadline, and a check that
+`checks.py`'s and `doctor.py`'s own, so the page and `python -m ops doctor` say the same
+things in the same words; here they run concurrently, each bounded by a deadline, and a check that
 passes its deadline is a FAIL that says so. Checks that need Firestore are skipped, with why,
 when Firestore does not answer (as the doctor does).
 """
@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from functions import doctor
+from functions.migrate import checks, doctor
 from shared.errors import BadRequest
 from shared.settings import Settings
 
@@ -29,7 +29,7 @@ STATUS_WORKERS = 8
 MAX_RUNS = 20
 DEFAULT_RUNS = doctor.RECENT_RUNS
 # The first Firestore call of an instance opens its channel: the doctor gives it a larger
-# budget (see doctor.check_firestore); the status page waits that long at most.
+# budget (see checks.check_firestore); the status page waits that long at most.
 FIRESTORE_CHECK_BUDGET_S = 12.0
 
 
@@ -37,7 +37,7 @@ FIRESTORE_CHECK_BUDGET_S = 12.0
 class TimedCheck:
     """A doctor check with the seconds it took (and, for some, the facts behind it)."""
 
-    check: doctor.Check
+    check: checks.Check
     seconds: float
     facts: Any = None
 
@@ -49,7 +49,7 @@ class TimedCheck:
 
 def runs_view(settings: Settings, db: Any, principal: Any, limit_arg: str | None) -> dict:
     """The body of `GET /migrate/runs`: the newest runs, the collections, the body limit."""
-    from shared.migration_run import recent_runs
+    from functions.migrate.run import recent_runs
 
     limit = _limit(limit_arg)
     return {"runs": recent_runs(db, limit=limit, timeout_s=settings.firestore_timeout_s),
@@ -60,7 +60,7 @@ def runs_view(settings: Settings, db: Any, principal: Any, limit_arg: str | None
 def status_view(settings: Settings, db: Callable[[], Any], storage: Callable[[], Any],
                 principal: Any) -> dict[str, Any]:
     """The body of `GET /migrate/status`: every check of the doctor, in the doctor's order."""
-    from shared.encoding import format_timestamp, utc_now
+    from shared.times import format_timestamp, utc_now
 
     started = time.perf_counter()
     now = utc_now()
@@ -68,16 +68,16 @@ def status_view(settings: Settings, db: Callable[[], Any], storage: Callable[[],
     pool = concurrent.futures.ThreadPoolExecutor(STATUS_WORKERS, thread_name_prefix="status")
     try:
         firestore = pool.submit(_timed, "firestore", FIRESTORE_CHECK_BUDGET_S,
-                                lambda: (doctor.check_firestore(settings, db(), deadline_s), None))
+                                lambda: (checks.check_firestore(settings, db(), deadline_s), None))
         bucket = pool.submit(_bucket_checks, settings, storage)
         snapshots = pool.submit(_manifest_checks, settings, storage, now)
         rules = pool.submit(_timed, "rules", settings.storage_timeout_s * 2 + 1,
                             lambda: (doctor.check_rules(settings, doctor.RULES_FILE), None))
         state = _firestore_state(settings, db, now, snapshots.result(), pool,
                                  firestore_up=firestore.result().check.status == "ok")
-        _, settings_checks = doctor.check_settings(settings.environ)
+        _, settings_checks = checks.check_settings(settings.environ)
         ordered = [*(TimedCheck(check, 0.0) for check in settings_checks),
-                   _timed("schemas", 5.0, lambda: (doctor.check_schemas(settings), None)),
+                   _timed("schemas", 5.0, lambda: (checks.check_schemas(settings), None)),
                    firestore.result(), *bucket.result()]
         for collection in settings.collections:
             ordered += [snapshots.result()[collection], state["fresh"][collection]]
@@ -103,30 +103,30 @@ def status_view(settings: Settings, db: Callable[[], Any], storage: Callable[[],
 # --- the checks, timed -------------------------------------------------------------------------
 
 def _timed(name: str, budget_s: float,
-           call: Callable[[], tuple[doctor.Check, Any]]) -> TimedCheck:
-    """Run one check with a hard deadline (`doctor.within`); past it, or on an error, a FAIL."""
+           call: Callable[[], tuple[checks.Check, Any]]) -> TimedCheck:
+    """Run one check with a hard deadline (`checks.within`); past it, or on an error, a FAIL."""
     started = time.perf_counter()
     try:
-        (check, facts), _ = doctor.within(budget_s, call)
+        (check, facts), _ = checks.within(budget_s, call)
     except concurrent.futures.TimeoutError:
-        check, facts = doctor.fail(name, f"no answer within {budget_s:g} s"), None
+        check, facts = checks.fail(name, f"no answer within {budget_s:g} s"), None
     except Exception as exc:  # noqa: BLE001 - any failure is the finding
-        check, facts = doctor.fail(name, f"the check failed ({doctor.describe(exc)})"), None
+        check, facts = checks.fail(name, f"the check failed ({checks.describe(exc)})"), None
     return TimedCheck(check, time.perf_counter() - started, facts)
 
 
 def _bucket_checks(settings: Settings, storage: Callable[[], Any]) -> list[TimedCheck]:
     budget = settings.storage_timeout_s + 1
 
-    def find() -> tuple[doctor.Check, Any]:
-        bucket, check = doctor.check_bucket(settings, storage())
+    def find() -> tuple[checks.Check, Any]:
+        bucket, check = checks.check_bucket(settings, storage())
         return check, bucket
 
     found = _timed("bucket", budget, find)
     if found.facts is None:
-        return [found, TimedCheck(doctor.skip("bucket not public", "no bucket to inspect"), 0)]
+        return [found, TimedCheck(checks.skip("bucket not public", "no bucket to inspect"), 0)]
     access = _timed("bucket not public", budget * 2,
-                    lambda: (doctor.check_bucket_access(settings, found.facts), None))
+                    lambda: (checks.check_bucket_access(settings, found.facts), None))
     return [found, access]
 
 
@@ -135,23 +135,23 @@ def _manifest_checks(settings: Settings, storage: Callable[[], Any],
     """`snapshot <collection>` from one read of the manifest (count and age of each)."""
     from shared.snapshots import load_manifest
 
-    def read() -> tuple[doctor.Check, Any]:
+    def read() -> tuple[checks.Check, Any]:
         entries, _ = load_manifest(storage(), settings.snapshot_bucket,
                                    timeout_s=settings.storage_timeout_s)
-        return doctor.ok("manifest", "read"), entries
+        return checks.ok("manifest", "read"), entries
 
     manifest = _timed("manifest", settings.storage_timeout_s + 1, read)
-    checks = {}
+    timed = {}
     for collection in settings.collections:
         if manifest.facts is None:
-            checks[collection] = TimedCheck(doctor.fail(
+            timed[collection] = TimedCheck(checks.fail(
                 f"snapshot {collection}", f"the snapshot manifest cannot be read: "
                                           f"{manifest.check.detail}"), manifest.seconds)
             continue
-        found, check = doctor.check_manifest_entry(settings, collection,
+        found, check = checks.check_manifest_entry(settings, collection,
                                                    manifest.facts.get(collection), now)
-        checks[collection] = TimedCheck(check, manifest.seconds, found)
-    return checks
+        timed[collection] = TimedCheck(check, manifest.seconds, found)
+    return timed
 
 
 def _firestore_state(settings: Settings, db: Callable[[], Any], now: Any,
@@ -162,20 +162,20 @@ def _firestore_state(settings: Settings, db: Callable[[], Any], now: Any,
     budget = deadline_s * 2 + 1
     if not firestore_up:
         why = "Firestore did not answer: nothing to compare with"
-        return {"fresh": {c: TimedCheck(doctor.skip(f"fresh {c}", why), 0)
+        return {"fresh": {c: TimedCheck(checks.skip(f"fresh {c}", why), 0)
                           for c in settings.collections},
-                "publisher": TimedCheck(doctor.skip("publisher", why), 0),
-                "migrations": TimedCheck(doctor.skip("migrations", why), 0)}
+                "publisher": TimedCheck(checks.skip("publisher", why), 0),
+                "migrations": TimedCheck(checks.skip("migrations", why), 0)}
 
-    def fresh(collection: str) -> tuple[doctor.Check, Any]:
+    def fresh(collection: str) -> tuple[checks.Check, Any]:
         name = f"fresh {collection}"
         found = snapshots[collection].facts
         if found is None:
-            return doctor.skip(name, "no readable snapshot entry"), None
-        newest = doctor.newest_in_firestore(db(), collection, deadline_s)
-        return doctor.check_freshness(collection, found[0], found[1], newest), newest
+            return checks.skip(name, "no readable snapshot entry"), None
+        newest = checks.newest_in_firestore(db(), collection, deadline_s)
+        return checks.check_freshness(collection, found[0], found[1], newest), newest
 
-    def publisher() -> tuple[doctor.Check, Any]:
+    def publisher() -> tuple[checks.Check, Any]:
         check, state = doctor.publisher_check(settings, db(), now, deadline_s)
         return check, _publisher_facts(state)
 
@@ -191,7 +191,7 @@ def _firestore_state(settings: Settings, db: Callable[[], Any], now: Any,
 # --- the facts ----------------------------------------------------------------------------------
 
 def _snapshot_facts(snapshot: TimedCheck, fresh: TimedCheck) -> dict[str, Any] | None:
-    from shared.encoding import format_timestamp
+    from shared.times import format_timestamp
 
     if snapshot.facts is None:
         return None
@@ -206,7 +206,7 @@ def _snapshot_facts(snapshot: TimedCheck, fresh: TimedCheck) -> dict[str, Any] |
 
 
 def _publisher_facts(state: doctor.PublisherState | None) -> dict[str, Any] | None:
-    from shared.encoding import format_timestamp
+    from shared.times import format_timestamp
 
     if state is None:
         return None

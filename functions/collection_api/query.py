@@ -25,10 +25,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shared.encoding import encode_value, parse_timestamp
+from shared.encoding import encode_value
 from shared.errors import BadRequest
 from shared.records import MAX_ID_BYTES, id_problem
 from shared.schema import CollectionSchema
+from shared.times import parse_timestamp
 
 RESERVED_PARAMS = frozenset({"limit", "pageToken", "orderBy", "fields", "updatedSince"})
 RANGE_OPS = frozenset({"lt", "lte", "gt", "gte", "neq"})

@@ -1,8 +1,8 @@
 """Admin CLI: grant, revoke or show the `admin` custom claim of a Firebase Auth user.
 
-    python -m functions admin grant alice@example.com
-    python -m functions admin revoke alice@example.com   # also ends the user's sessions
-    python -m functions admin show 3HkQ2...uid
+    python -m ops admin grant alice@example.com
+    python -m ops admin revoke alice@example.com   # also ends the user's sessions
+    python -m ops admin show 3HkQ2...uid
 
 The user is found by email when the argument contains `@`, else by uid (`--email` / `--uid`
 force one). Other custom claims of the user are kept. The project is `--project` or
