@@ -195,7 +195,8 @@ def run_migration_once(host: str, storage: Any, bucket: str, source: Path,
                        **env: str) -> tuple[float, dict[str, float]]:
     """Seconds of one full migration (into an empty project) through `host`, and the
     seconds of its phases as the run document records them."""
-    from functions.migrate.run import MigrationOptions, ReportSink, run_migration
+    from functions.migrate.run import MigrationOptions, run_migration
+    from functions.migrate.runs import ReportSink
     from functions.migrate.source import file_source
 
     project = f"demo-bench-{uuid.uuid4().hex[:10]}"

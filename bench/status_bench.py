@@ -5,7 +5,7 @@ doctor, on Google's Firestore emulator and the storage emulator with 2,000 users
 
   a) `GET /migrate/status` (the `migrate` function as functions-framework serves it): the
      doctor's checks run concurrently, snapshot counts and ages read from the manifest;
-  b) `python -m ops doctor`'s checks (`functions.doctor.Doctor`), sequential, each
+  b) `python -m ops doctor`'s checks (`functions.migrate.doctor.Doctor`), sequential, each
      snapshot downloaded and parsed;
 
 (a) and (b) alternate round by round so that noise hits both alike. Document reads are the
@@ -63,7 +63,8 @@ def main() -> int:
 
 
 def _seed(args) -> None:
-    from functions.migrate.run import MigrationOptions, ReportSink, run_migration
+    from functions.migrate.run import MigrationOptions, run_migration
+    from functions.migrate.runs import ReportSink
     from functions.migrate.source import bytes_source
     from shared.clients import Clients
     from shared.settings import Settings

@@ -1,7 +1,7 @@
 """Load the sample legacy files into Firestore through the migration (local stack only).
 
 Each configured collection with a `data/legacy/<collection>.json` goes through
-`shared.migration_run.run_migration`, the code path of the `migrate` function and its CLI:
+`functions.migrate.run.run_migration`, the code path of the `migrate` function and its CLI:
 same conversion, same account of every record, same snapshot rebuild. Seeding twice writes
 nothing new (every record is `unchanged`).
 """
@@ -19,7 +19,8 @@ SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "legacy"
 def seed(db: Any, storage_client: Any, settings: Settings) -> dict[str, tuple[int, int]]:
     """Migrate every configured collection that has a sample file; make sure its snapshot
     exists. Returns `{collection: (stored, rejected)}`: stored = written + unchanged."""
-    from functions.migrate.run import MigrationOptions, ReportSink, run_migration
+    from functions.migrate.run import MigrationOptions, run_migration
+    from functions.migrate.runs import ReportSink
     from functions.migrate.source import file_source
     from shared.snapshots import rebuild_snapshot
 

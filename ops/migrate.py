@@ -59,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run one migration from the command line; the exit status."""
-    from functions.migrate.run import MigrationOptions, check_run_id, new_run_id, run_migration
+    from functions.migrate.run import MigrationOptions, run_migration
+    from functions.migrate.runs import check_run_id, new_run_id
     from functions.migrate.source import open_source
     from shared.clients import Clients
     from shared.errors import RunAborted
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _report_sink(option: str | None, source: Any, run_id: str) -> Any:
     """`--report`, else next to the source (`users.json` -> `users.<runId>.report.json`)."""
-    from functions.migrate.run import ReportSink, default_report_name
+    from functions.migrate.runs import ReportSink, default_report_name
     from functions.migrate.source import parse_gs_uri
 
     if option:

@@ -13,8 +13,8 @@ Values arrive in two shapes, and both go through the same rules (the functions a
   (`document_json_pb`): the read API's Firestore path (`shared.firestore_wire` reads them
   without the client's object layer, which cost about three quarters of an uncached read);
   the dicts of a snapshot rebuild are that text read back (`encode_document_pb`);
-- Python values (`encode_document`): what a write holds, an event decoded by `shared.events`,
-  a filter value.
+- Python values (`encode_document`): what a write holds, an event decoded by
+  `functions.publish.events`, a filter value.
 
 tests/test_wire_encoding.py proves, over generated documents of every value type, that both
 shapes give the bytes the client's own decoding and the previous encoder gave.

@@ -23,72 +23,34 @@ Reads have a deadline; `load_snapshot` (the read API's fallback) maps every fail
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import Unavailable
 from shared.retry import is_transient, retry_policy
+from shared.snapshot_format import (
+    DEFAULT_TOMBSTONE_RETENTION_S,
+    JSON_CONTENT_TYPE,
+    MANIFEST_PATH,
+    SNAPSHOT_CACHE_CONTROL,
+    Change,
+    ManifestEntry,
+    Snapshot,
+    SnapshotState,
+    Tombstone,
+    manifest_entry,
+    snapshot_path,
+)
 
 log = logging.getLogger("dashboard.snapshots")
 
-SNAPSHOT_PREFIX = "snapshots/"
-MANIFEST_PATH = f"{SNAPSHOT_PREFIX}manifest.json"
-SNAPSHOT_CACHE_CONTROL = "private, max-age=0, no-cache"
-JSON_CONTENT_TYPE = "application/json; charset=utf-8"
-DEFAULT_TOMBSTONE_RETENTION_S = 30 * 86400.0
 BACKOFF_INITIAL_S = 0.5
 BACKOFF_MAX_S = 8.0
-
-
-def snapshot_path(collection: str) -> str:
-    """The object name of a collection's snapshot."""
-    return f"{SNAPSHOT_PREFIX}{collection}.json"
-
-
-@dataclass(frozen=True)
-class Tombstone:
-    """A deleted document as the snapshot records it (RFC 3339 times)."""
-
-    id: str
-    deleted_at: str
-    recorded_at: str
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """A parsed snapshot: encoded items (sorted by id) and when they were generated.
-
-    `memo` holds what queries derive from the items (an index by id, decoded columns, sort
-    orders: `shared.query.run_on_items`), computed once per parsed generation.
-    """
-
-    collection: str
-    items: tuple[dict[str, Any], ...]
-    generated_at: str
-    generation: int | None
-    tombstones: tuple[Tombstone, ...] = ()
-    update_times: Mapping[str, str] = field(default_factory=dict)
-    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    def item(self, doc_id: str) -> dict[str, Any] | None:
-        """The item of a document id, or None."""
-        index = self.memo.get("by_id")
-        if index is None:
-            index = self.memo["by_id"] = {item["id"]: item for item in self.items}
-        return index.get(doc_id)
-
-    def deleted_since(self, since: Any) -> list[str]:
-        """Ids whose tombstone was recorded after `since` (an aware datetime), sorted."""
-        from shared.times import parse_ns, to_ns
-
-        floor = to_ns(since)
-        return sorted(t.id for t in self.tombstones if parse_ns(t.recorded_at) > floor)
 
 
 def load_snapshot(storage_client: Any, bucket: str, collection: str, *, timeout_s: float,
@@ -139,31 +101,6 @@ def parse_snapshot(collection: str, raw: bytes, generation: int | None) -> Snaps
                     {str(k): str(v) for k, v in update_times.items()})
 
 
-def content_hash(items: Iterable[Mapping[str, Any]]) -> str:
-    """`sha256:<hex>` of the items' JSON (sorted by id): equal data, equal hash."""
-    from shared.http import dumps
-
-    ordered = sorted(items, key=lambda item: item["id"])
-    return "sha256:" + hashlib.sha256(dumps(ordered)).hexdigest()
-
-
-def snapshot_body(collection: str, items: list[dict[str, Any]], generated_at: str, *,
-                  update_times: Mapping[str, str] | None = None,
-                  tombstones: Iterable[Tombstone] = ()) -> bytes:
-    """The snapshot JSON: the read API's list shape (items sorted by id) plus `generatedAt`."""
-    from shared.http import dumps
-
-    ordered = sorted(items, key=lambda item: item["id"])
-    return dumps({"collection": collection, "items": ordered, "count": len(ordered),
-                  "nextPageToken": None, "source": "snapshot", "asOf": generated_at,
-                  "generatedAt": generated_at,
-                  "contentHash": "sha256:" + hashlib.sha256(dumps(ordered)).hexdigest(),
-                  "updateTimes": dict(sorted((update_times or {}).items())),
-                  "tombstones": [{"id": t.id, "deletedAt": t.deleted_at,
-                                  "recordedAt": t.recorded_at}
-                                 for t in sorted(tombstones, key=lambda t: t.id)]})
-
-
 def write_snapshot(storage_client: Any, bucket: str, collection: str, body: bytes, *,
                    timeout_s: float, if_generation_match: int | None = None) -> int | None:
     """Upload a snapshot body; returns the new object generation."""
@@ -207,116 +144,6 @@ def _download(storage_client: Any, bucket: str, name: str, *, timeout_s: float,
 
 
 # --- merging -----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Change:
-    """One document change to merge: its encoded item (None when deleted) and its version."""
-
-    collection: str
-    doc_id: str
-    version_ns: int
-    item: Mapping[str, Any] | None
-
-    @property
-    def deleted(self) -> bool:
-        """True for a deletion."""
-        return self.item is None
-
-
-@dataclass
-class SnapshotState:
-    """A snapshot being merged: items, versions and tombstones by id, and its generation."""
-
-    collection: str
-    items: dict[str, dict[str, Any]] = field(default_factory=dict)
-    versions: dict[str, int] = field(default_factory=dict)
-    deleted: dict[str, int] = field(default_factory=dict)
-    recorded: dict[str, int] = field(default_factory=dict)
-    generation: int = 0
-    generated_at: str = ""
-    exists: bool = False
-
-    @classmethod
-    def from_snapshot(cls, snapshot: Snapshot) -> SnapshotState:
-        """The mergeable state of a parsed snapshot (versions unknown for older snapshots)."""
-        from shared.times import parse_ns
-
-        state = cls(snapshot.collection, generation=int(snapshot.generation or 0),
-                    generated_at=snapshot.generated_at, exists=True)
-        for item in snapshot.items:
-            state.items[item["id"]] = dict(item)
-        for doc_id, text in snapshot.update_times.items():
-            if doc_id in state.items:
-                state.versions[doc_id] = parse_ns(text)
-        for tombstone in snapshot.tombstones:
-            state.deleted[tombstone.id] = parse_ns(tombstone.deleted_at)
-            state.recorded[tombstone.id] = parse_ns(tombstone.recorded_at)
-        return state
-
-    def copy(self) -> SnapshotState:
-        """An independent copy (a merge attempt works on one, so a retry starts clean)."""
-        return SnapshotState(self.collection, {k: v for k, v in self.items.items()},
-                             dict(self.versions), dict(self.deleted), dict(self.recorded),
-                             self.generation, self.generated_at, self.exists)
-
-    def known_version(self, doc_id: str) -> int | None:
-        """The newest version this snapshot knows of the document (written or deleted)."""
-        known = [v for v in (self.versions.get(doc_id), self.deleted.get(doc_id))
-                 if v is not None]
-        return max(known) if known else None
-
-    def apply(self, change: Change) -> bool:
-        """Merge one change unless the snapshot already knows a version as new; True if applied."""
-        known = self.known_version(change.doc_id)
-        if known is not None and change.version_ns <= known:
-            return False
-        if change.item is None:
-            # Even a document the snapshot never had gets a tombstone: it stops a late, older
-            # write of it from bringing it back.
-            self.items.pop(change.doc_id, None)
-            self.versions.pop(change.doc_id, None)
-            self.deleted[change.doc_id] = change.version_ns
-            self.recorded.pop(change.doc_id, None)
-        else:
-            self.items[change.doc_id] = dict(change.item)
-            self.versions[change.doc_id] = change.version_ns
-        return True
-
-    def unrecorded_tombstones(self) -> list[tuple[str, int]]:
-        """Deletions merged but not yet recorded in Firestore: `(id, deleted_ns)`."""
-        return sorted((doc_id, deleted_ns) for doc_id, deleted_ns in self.deleted.items()
-                      if doc_id not in self.recorded)
-
-    def mark_recorded(self, ids: Iterable[str], recorded_ns: int) -> None:
-        """Note the Firestore commit time of the tombstones just recorded."""
-        for doc_id in ids:
-            self.recorded[doc_id] = recorded_ns
-
-    def prune(self, cutoff_ns: int) -> list[str]:
-        """Drop tombstones of deletions before `cutoff_ns`; returns their ids."""
-        gone = sorted(doc_id for doc_id, deleted_ns in self.deleted.items()
-                      if deleted_ns < cutoff_ns and doc_id in self.recorded)
-        for doc_id in gone:
-            del self.deleted[doc_id]
-            del self.recorded[doc_id]
-        return gone
-
-    def content_hash(self) -> str:
-        """The manifest's hash of the items."""
-        return content_hash(self.items.values())
-
-    def body(self, generated_at: str) -> bytes:
-        """The JSON body of this state."""
-        from shared.times import format_ns
-
-        tombstones = [Tombstone(doc_id, format_ns(deleted_ns),
-                                format_ns(self.recorded.get(doc_id, deleted_ns)))
-                      for doc_id, deleted_ns in self.deleted.items()]
-        return snapshot_body(self.collection, list(self.items.values()), generated_at,
-                             update_times={doc_id: format_ns(v)
-                                           for doc_id, v in self.versions.items()},
-                             tombstones=tombstones)
-
 
 def load_state(storage_client: Any, bucket: str, collection: str, *, timeout_s: float,
                known: SnapshotState | None = None) -> SnapshotState | None:
@@ -450,27 +277,6 @@ def _call_with_backoff(call: Callable[[], Any], deadline: float, outcome: WriteO
 
 
 # --- manifest ----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class ManifestEntry:
-    """A collection's line in the manifest."""
-
-    count: int
-    content_hash: str
-    generation: int
-    generated_at: str
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON object of this entry."""
-        return {"count": self.count, "contentHash": self.content_hash,
-                "generation": str(self.generation), "generatedAt": self.generated_at}
-
-
-def manifest_entry(state: SnapshotState) -> ManifestEntry:
-    """The manifest entry of a written snapshot state."""
-    return ManifestEntry(len(state.items), state.content_hash(), state.generation,
-                         state.generated_at)
-
 
 def load_manifest(storage_client: Any, bucket: str, *,
                   timeout_s: float) -> tuple[dict[str, Any], int]:

@@ -1,4 +1,4 @@
-"""Decoding Eventarc's Firestore CloudEvents at the edge (`shared.events`).
+"""Decoding Eventarc's Firestore CloudEvents at the edge (`functions.publish.events`).
 
 The samples in tests/events/ are CloudEvents in structured JSON, as functions-framework keeps its
 test events; protobuf data travels as `data_base64` there and is sent in binary mode (`ce-*`

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 from werkzeug.test import Client
 
-from functions.migrate.run import MigrationOptions, ReportSink, run_migration
+from functions.migrate.run import MigrationOptions, run_migration
+from functions.migrate.runs import ReportSink
 from functions.migrate.source import bytes_source
 from shared.settings import Settings
 
@@ -498,7 +499,7 @@ def test_progress_is_readable_while_the_run_goes(settings, firestore_client, sto
 
 
 def test_one_runner_at_a_time(settings, firestore_client, storage_client):
-    from functions.migrate.run import RunStore
+    from functions.migrate.runs import RunStore
     from shared.errors import Conflict
 
     store = RunStore(firestore_client, "busy", timeout_s=10)
@@ -522,7 +523,7 @@ def test_a_live_lease_blocks_a_second_runner_unless_forced(settings, firestore_c
     records = [user(i) for i in range(3)]
     data = json.dumps(records).encode()
     layout = scan(bytes_source(data), collection="users")
-    from functions.migrate.run import RunStore
+    from functions.migrate.runs import RunStore
 
     RunStore(firestore_client, "leased", timeout_s=10).begin(
         {"collection": "users", "mode": "upsert", "dryRun": False, "deleteMissing": False,

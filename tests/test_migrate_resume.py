@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 from google.cloud import firestore
 
-from functions.migrate.run import MigrationOptions, ReportSink, run_migration
+from functions.migrate.run import MigrationOptions, run_migration
+from functions.migrate.runs import ReportSink
 from functions.migrate.source import file_source
 from shared.settings import Settings
 

@@ -7,7 +7,8 @@ import time
 import pytest
 
 from ops.__main__ import main as cli
-from shared.snapshots import SnapshotState, rebuild_collection, write_snapshot
+from shared.snapshot_format import SnapshotState
+from shared.snapshots import rebuild_collection, write_snapshot
 from shared.times import format_ns
 from tests.test_publish_support import Writer, firestore_items, manifest, snapshot_body, user
 

@@ -175,7 +175,8 @@ def test_a_dry_run_shows_a_sample_of_converted_documents_and_writes_nothing(
 
 def test_a_resumed_run_keeps_the_sample_of_its_first_attempt(status_env, firestore_client,
                                                              storage_client):
-    from functions.migrate.run import MigrationOptions, ReportSink, run_migration
+    from functions.migrate.run import MigrationOptions, run_migration
+    from functions.migrate.runs import ReportSink
     from functions.migrate.source import bytes_source
     from shared.settings import Settings
 

@@ -10,7 +10,7 @@ from typing import Any
 from functions.collection_api.breaker import CircuitBreaker
 from functions.collection_api.cache import CachedResponse, TTLCache, WriteFence
 from shared.settings import Settings
-from shared.snapshots import Snapshot
+from shared.snapshot_format import Snapshot
 
 
 @dataclass

@@ -41,7 +41,8 @@ from shared.encoding import document_json_pb, encode_document_pb
 from shared.errors import AppError, Unavailable
 from shared.firestore_wire import WireDocument, document_id, get_document, run_query
 from shared.schema import load_schema
-from shared.snapshots import Snapshot, load_snapshot
+from shared.snapshot_format import Snapshot
+from shared.snapshots import load_snapshot
 from shared.times import format_ns, to_ns, utc_now
 from shared.tombstones import deleted_since, latest_tombstone
 
@@ -134,7 +135,7 @@ def _firestore_page(docs: Iterator[WireDocument],
 
 def _run_firestore_query(db: Any, query: ReadQuery, deadline: dict[str, Any]) -> Iterator[Any]:
     """The documents of one page (`limit + 1`) as they arrive, with the fallback plan for
-    `orderBy=-id` where the engine refuses a descending key scan (see shared.query)."""
+    `orderBy=-id` where the engine refuses a descending key scan (see query.py)."""
     from google.api_core.exceptions import FailedPrecondition
 
     collection_ref = db.collection(query.collection)

@@ -1,16 +1,16 @@
-"""`python -m ops doctor`: what is wrong with this install, one line per check.
+"""The doctor's checks of the settings, Firestore and Cloud Storage: what is wrong with this
+install, one `Check` each (`python -m ops doctor` prints one line per check).
 
-Each line reads `ok|FAIL|skip <check>: <detail>`; the exit status is 1 when any check
-failed. The checks: the settings (every missing or invalid one), a schema per collection,
-Firestore answering within `FIRESTORE_TIMEOUT_S`, the snapshot bucket existing and not being
-public, each collection's snapshot (present, readable, its age) and its freshness against the
-newest `updatedAt` and the document count in Firestore, the snapshot publisher's last write
-(`_publisher/state`), the newest migration runs (none failed or stalled), and the deployed
-Firestore rules against `firestore.rules`. It runs against the emulators too (the standard
-emulator variables); a check that cannot run there says `skip` and why, never `ok`.
+The checks (with `doctor.py`'s): the settings (every missing or invalid one), a schema per
+collection, Firestore answering within `FIRESTORE_TIMEOUT_S`, the snapshot bucket existing and
+not being public, each collection's snapshot (present, readable, its age) and its freshness
+against the newest `updatedAt` and the document count in Firestore, the snapshot publisher's
+last write (`_publisher/state`), the newest migration runs (none failed or stalled), and the
+deployed Firestore rules against `firestore.rules`. It runs against the emulators too (the
+standard emulator variables); a check that cannot run there says `skip` and why, never `ok`.
 
 The dashboard's status page sees the same checks through `GET /migrate/status`
-(`functions/status.py`), which runs them concurrently, each with its deadline, and reads the
+(`status.py`), which runs them concurrently, each with its deadline, and reads the
 snapshots' counts and ages from the manifest instead of downloading them.
 """
 
@@ -244,7 +244,7 @@ def check_bucket_access(settings: Settings, bucket: Any) -> Check:
     public = sorted({f"{member} has {binding['role']}" for binding in policy.bindings
                      for member in binding.get("members", ()) if member in PUBLIC_MEMBERS})
     if not uniform:
-        from shared.snapshots import snapshot_path
+        from shared.snapshot_format import snapshot_path
 
         acls = [bucket.acl, bucket.default_object_acl]
         acls += [bucket.blob(snapshot_path(c)).acl for c in settings.collections]
@@ -270,7 +270,8 @@ def check_bucket_access(settings: Settings, bucket: Any) -> Check:
 def check_snapshot(settings: Settings, storage_client: Any, collection: str,
                    now: dt.datetime) -> tuple[Any | None, Check]:
     """The collection's snapshot exists and parses; reports its age and document count."""
-    from shared.snapshots import load_snapshot, snapshot_path
+    from shared.snapshot_format import snapshot_path
+    from shared.snapshots import load_snapshot
     from shared.times import parse_timestamp
 
     name = f"snapshot {collection}"
@@ -294,7 +295,7 @@ def check_manifest_entry(settings: Settings, collection: str, entry: Mapping[str
                          now: dt.datetime) -> tuple[tuple[int, dt.datetime] | None, Check]:
     """A collection's line in `snapshots/manifest.json` (what the publisher last wrote): its
     document count and age, without downloading the snapshot; (count, generated) or None."""
-    from shared.snapshots import MANIFEST_PATH
+    from shared.snapshot_format import MANIFEST_PATH
     from shared.times import parse_timestamp
 
     name = f"snapshot {collection}"

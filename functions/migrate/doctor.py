@@ -88,7 +88,7 @@ def check_publisher(settings: Settings, state: PublisherState | None,
 
 def check_migrations(runs: list[Mapping[str, Any]]) -> Check:
     """The newest migration run of each collection did not fail or stall (it would need a
-    resume); `runs` is `shared.migration_run.recent_runs`, newest first."""
+    resume); `runs` is `runs.recent_runs`, newest first."""
     name = "migrations"
     if not runs:
         return ok(name, "no migration has run yet")
@@ -123,7 +123,7 @@ def publisher_check(settings: Settings, db: Any, now: dt.datetime,
 
 def migrations_check(db: Any, deadline_s: float) -> tuple[Check, list[dict[str, Any]]]:
     """List the newest runs and judge them: (the `migrations` check, the runs)."""
-    from functions.migrate.run import recent_runs
+    from functions.migrate.runs import recent_runs
 
     try:
         runs, _ = within(deadline_s + 0.5, lambda: recent_runs(db, limit=RECENT_RUNS,

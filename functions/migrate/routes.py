@@ -95,7 +95,7 @@ def _dispatch(request: Request, context: MigrateContext) -> Response:
 def _read(request: Request, context: MigrateContext, parts: list[str],
           principal: Any) -> Response:
     from functions.migrate import status
-    from functions.migrate.run import load_run, stream_report
+    from functions.migrate.runs import load_run, stream_report
 
     if parts == ["status"]:
         return _json(200, status.status_view(context.settings, context.db, context.storage,
@@ -115,14 +115,8 @@ def _read(request: Request, context: MigrateContext, parts: list[str],
 
 
 def _start(request: Request, context: MigrateContext, uid: str) -> Response:
-    from functions.migrate.run import (
-        MigrationOptions,
-        ReportSink,
-        check_run_id,
-        default_report_name,
-        new_run_id,
-        run_migration,
-    )
+    from functions.migrate.run import MigrationOptions, run_migration
+    from functions.migrate.runs import ReportSink, check_run_id, default_report_name, new_run_id
     from functions.migrate.source import bytes_source, gcs_source, parse_gs_uri
     from shared.errors import RunAborted
 

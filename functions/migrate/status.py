@@ -49,7 +49,7 @@ class TimedCheck:
 
 def runs_view(settings: Settings, db: Any, principal: Any, limit_arg: str | None) -> dict:
     """The body of `GET /migrate/runs`: the newest runs, the collections, the body limit."""
-    from functions.migrate.run import recent_runs
+    from functions.migrate.runs import recent_runs
 
     limit = _limit(limit_arg)
     return {"runs": recent_runs(db, limit=limit, timeout_s=settings.firestore_timeout_s),

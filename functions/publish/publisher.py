@@ -5,7 +5,7 @@ configured collection; `python -m ops rebuild [--collection C]` rebuilds snapsho
 Firestore (bootstrap, after a migration, to repair drift) and reports what it changed.
 
 How one event is handled
-    1. It is decoded at the edge (`shared.events`) into a frozen `DocumentChange`. Undecodable
+    1. It is decoded at the edge (`events.py`) into a frozen `DocumentChange`. Undecodable
        events, collections that are not configured (including our own `_publisher` and
        `_tombstones`, so the publisher never reacts to its own writes), other databases and
        events older than `MAX_EVENT_AGE_S` are logged and acknowledged: a retry cannot help.
@@ -74,15 +74,8 @@ from functions.publish.events import DocumentChange
 from shared.encoding import encode_document
 from shared.errors import Unavailable
 from shared.settings import Settings
-from shared.snapshots import (
-    Change,
-    ManifestEntry,
-    SnapshotState,
-    manifest_entry,
-    merge_and_write,
-    read_collection,
-    update_manifest,
-)
+from shared.snapshot_format import Change, ManifestEntry, SnapshotState, manifest_entry
+from shared.snapshots import merge_and_write, read_collection, update_manifest
 
 log = logging.getLogger("dashboard.publish")
 
