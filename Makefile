@@ -4,8 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8080
+# The browser tests' headless Chromium (tests/browser/conftest.py reads CHROMIUM_PATH).
+export CHROMIUM_PATH ?= /usr/bin/chromium
 
-.PHONY: dev test lint bench bench-publish bench-migrate bench-status bench-live deploy rules-test install clean
+.PHONY: dev test lint bench bench-publish bench-migrate bench-status bench-live deploy rules-test install clean chromium
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,9 +24,24 @@ install: $(VENV)/.installed node_modules/.installed
 dev: install
 	PORT=$(PORT) $(PY) -m dev.stack
 
+## Chromium for the browser tests: Debian's package, installed with apt-get when it is missing
+## and we run as root; otherwise a message that says what to do.
+chromium:
+	@if [ ! -x "$(CHROMIUM_PATH)" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium (missing at $(CHROMIUM_PATH))"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	  else \
+	    echo "make test needs Chromium at $(CHROMIUM_PATH): install Debian's chromium (as root:" \
+	         "apt-get install chromium) or set CHROMIUM_PATH=/path/to/chromium" >&2; exit 1; \
+	  fi; \
+	fi
+
 ## The whole test suite on Google's Firestore emulator (started and stopped by the tests),
-## the rules tests under its rules engine included.
-test: install
+## the rules tests under its rules engine included. A green run leaves nothing behind; a failed
+## one keeps its logs and pictures in test-artifacts/.
+test: install chromium
 	node --test web/tests/*.test.js
 	$(PY) -m rules.run
 	$(PY) -m pytest

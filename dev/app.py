@@ -88,6 +88,7 @@ def emulator_deliveries(cloud_event_app, workers: int = DELIVERY_WORKERS):
     Eventarc sends. The emulator delivers one event at a time and never retries, while Eventarc
     pushes concurrently: so each delivery is answered 202 at once and runs on a pool of
     `workers` (a failure is logged, as the emulator would only log it). Mounted at `/functions`.
+    Its `close()` drops the deliveries still queued and waits for those under way.
     """
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers,
                                                  thread_name_prefix="delivery")
@@ -124,6 +125,7 @@ def emulator_deliveries(cloud_event_app, workers: int = DELIVERY_WORKERS):
                           "wsgi.errors": sys.stderr})
         return Response(status=202)(environ, start_response)
 
+    deliver.close = lambda: pool.shutdown(wait=True, cancel_futures=True)
     return deliver
 
 
@@ -132,7 +134,8 @@ def create_stack_app(targets: dict[str, str], *, static_dir: Path | None = WEB_D
     """Mount each `{name: signature_type}` function of main.py at `/<name>`, the emulator's
     trigger deliveries at `/functions` (to `publish_snapshot`), the page's web config
     (`firebase_config`, when given) at `/__/firebase/init.json`, and the demo page's files
-    (`static_dir`, `web/` by default; None: no page) at `/`."""
+    (`static_dir`, `web/` by default; None: no page) at `/`. Its `close()` ends the deliveries
+    (call it before the emulators stop: a queued delivery would meet them gone)."""
     from functions_framework import create_app
 
     mounts = {f"/{name}": _root_path(create_app(target=name, source=str(MAIN),
@@ -143,7 +146,10 @@ def create_stack_app(targets: dict[str, str], *, static_dir: Path | None = WEB_D
     if firebase_config is not None:
         mounts[FIREBASE_INIT_PATH] = firebase_init_app(firebase_config)
     fallback = create_static_app(static_dir) if static_dir is not None else _not_found
-    return DispatcherMiddleware(fallback, mounts)
+    app = DispatcherMiddleware(fallback, mounts)
+    deliveries = mounts.get("/functions")
+    app.close = deliveries.close if deliveries is not None else lambda: None
+    return app
 
 
 def firebase_init_app(config: dict):

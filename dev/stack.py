@@ -84,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["FIRESTORE_EMULATOR_HOST"] = firestore_emu.host
     os.environ["STORAGE_EMULATOR_HOST"] = storage_emu.host
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Both stop the stack cleanly. SIGINT is installed explicitly: a background job of a
+    # non-interactive shell (`make dev &`) starts with SIGINT ignored, and Python then leaves
+    # it ignored instead of raising KeyboardInterrupt.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, lambda *_: stop.set())
     try:
         return _run(args, stop, firestore_emu)
     finally:
@@ -112,9 +116,10 @@ def _run(args: argparse.Namespace, stop: threading.Event, firestore_emu) -> int:
 
     # The port is bound here, so the emulator's first deliveries wait in its backlog until the
     # server runs; the stack answers requests only once everything is in place.
-    server = make_server(args.host, args.port, create_stack_app(
+    app = create_stack_app(
         {**{name: "http" for name in HTTP_FUNCTIONS}, "publish_snapshot": "cloudevent"},
-        firebase_config=web_config(settings.project, firestore_emu.host)), threaded=True)
+        firebase_config=web_config(settings.project, firestore_emu.host))
+    server = make_server(args.host, args.port, app, threaded=True)
     base = f"http://{args.host}:{args.port}"
     prepare_emulator(firestore_emu, settings.project, settings.collections, settings.database)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -132,11 +137,9 @@ def _run(args: argparse.Namespace, stop: threading.Event, firestore_emu) -> int:
         print(f"  (the Firestore emulator at {firestore_emu.host} must run with "
               f"--functions_emulator {args.host}:{args.port} for the events to arrive)")
     print("Ctrl-C stops it.", flush=True)
-    try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
+    stop.wait()
     server.shutdown()
+    app.close()  # before the emulators stop
     return 0
 
 

@@ -160,6 +160,19 @@ def _log_file(name: str, log_path: str | os.PathLike | None) -> Path:
     return Path(path)
 
 
+def keep_if_failed(scratch: Path, failed: bool, into: Path) -> None:
+    """End of a test run: its logs and pictures (written to `scratch`) move to `into` when
+    something failed, and are deleted otherwise (a green run leaves nothing behind)."""
+    if failed and scratch.is_dir() and any(scratch.iterdir()):
+        into.mkdir(parents=True, exist_ok=True)
+        for path in scratch.iterdir():
+            target = into / path.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            shutil.move(str(path), str(target))
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
 def _death_signal_setter():
     """Linux: a function for ``preexec_fn`` that makes the child get SIGTERM when the process
     that started it dies (even SIGKILLed); None elsewhere. libc is looked up here, in the

@@ -161,7 +161,8 @@ class _Handler(grpc.GenericRpcHandler):
     def _streams(self, name: str, upstream):
         def handle(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
             listen = _ListenBill(self.meter) if name == "Listen" else None
-            source = listen.watch(requests) if listen is not None else requests
+            incoming = _until_ended(requests)
+            source = listen.watch(incoming) if listen is not None else incoming
             call = upstream(source, **_call_options(context))
             context.add_callback(call.cancel)
             try:
@@ -218,6 +219,17 @@ class _ListenBill:
                         self.unanswered.discard(target)
                         if not self.delivered[target]:
                             self.meter._bill(self.project, 1)
+
+
+def _until_ended(requests: Iterator[bytes]) -> Iterator[bytes]:
+    """The client's requests of a stream, ending quietly when its call ends (cancelled, past its
+    deadline): the server's request iterator then raises, and the upstream call that consumes
+    it would log that as "Exception iterating requests!" with a traceback, although nothing is
+    wrong (the upstream call is cancelled along with it)."""
+    try:
+        yield from requests
+    except grpc.RpcError:
+        return
 
 
 def _call_options(context: grpc.ServicerContext) -> dict:

@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -91,26 +92,32 @@ def run(environ: dict[str, str] | None = None) -> int:
               "FIREBASE_STORAGE_EMULATOR_HOST to one to run them. Nothing was tested for "
               "storage.rules: this is not a pass.", file=sys.stderr, flush=True)
     emulator = None
+    scratch = None  # our emulator's log: kept in test-artifacts/ only when a test failed
+    returncode = 2
     if env.get("FIRESTORE_EMULATOR_HOST"):
         problem = enforcement_problem(env["FIRESTORE_EMULATOR_HOST"])
         if problem is not None:
             raise RunnerError(problem + "; unset FIRESTORE_EMULATOR_HOST to let this start "
                               "Google's emulator")
     else:
+        scratch = Path(tempfile.mkdtemp(prefix="rules-tests-"))
         try:
-            emulator = harness.start_firestore(log_path=REPO / "test-artifacts" /
-                                               "rules-firestore-emulator.log")
+            emulator = harness.start_firestore(log_path=scratch / "rules-firestore-emulator.log")
         except harness.EmulatorError as exc:
+            harness.keep_if_failed(scratch, True, REPO / "test-artifacts")
             raise RunnerError(str(exc)) from None
         env["FIRESTORE_EMULATOR_HOST"] = emulator.host
     try:
         print(f"running the rules tests under Google's Firestore emulator at "
               f"{env['FIRESTORE_EMULATOR_HOST']}: {' '.join(p.name for p in files)}", flush=True)
-        return subprocess.run([node, "--test", *map(str, files)], cwd=REPO, env=env,
-                              check=False).returncode
+        returncode = subprocess.run([node, "--test", *map(str, files)], cwd=REPO, env=env,
+                                    check=False).returncode
     finally:
         if emulator is not None:
             emulator.stop()
+        if scratch is not None:
+            harness.keep_if_failed(scratch, returncode != 0, REPO / "test-artifacts")
+    return returncode
 
 
 def main() -> int:

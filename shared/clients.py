@@ -9,6 +9,7 @@ the Google clients do.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from shared.retry import deadline
@@ -43,32 +44,32 @@ class Clients:
     def __init__(self, settings: Settings):
         self.settings = settings
         self._lock = threading.Lock()
-        self._db: firestore.Client | None = None
-        self._storage: storage.Client | None = None
+        self._made: dict[str, Any] = {}
+
+    def _once(self, name: str, build: Callable[[Settings], Any]) -> Any:
+        client = self._made.get(name)
+        if client is None:
+            with self._lock:
+                client = self._made.get(name)
+                if client is None:
+                    client = self._made[name] = build(self.settings)
+        return client
 
     def db(self) -> firestore.Client:
         """The Firestore client."""
-        if self._db is None:
-            with self._lock:
-                if self._db is None:
-                    self._db = new_firestore_client(self.settings)
-        return self._db
+        return self._once("firestore", new_firestore_client)
 
     def storage(self) -> storage.Client:
         """The Cloud Storage client."""
-        if self._storage is None:
-            with self._lock:
-                if self._storage is None:
-                    self._storage = new_storage_client(self.settings)
-        return self._storage
+        return self._once("storage", new_storage_client)
 
     def close(self) -> None:
         """Close the clients built so far (their channels and sessions)."""
         with self._lock:
-            made, self._db, self._storage = [self._db, self._storage], None, None
+            made = list(self._made.values())
+            self._made.clear()
         for client in made:
-            if client is not None:
-                client.close()
+            client.close()
 
 
 def firestore_deadline(settings: Settings) -> dict[str, Any]:

@@ -5,7 +5,8 @@ Session scope
     test session by ``emulators.harness`` and stopped at its end. When
     ``FIRESTORE_EMULATOR_HOST`` / ``STORAGE_EMULATOR_HOST`` are already set (a running
     ``make dev``, an emulator of your own), those are used instead and left running. Our
-    emulators log to ``test-artifacts/*.log``. The clients reach Firestore through
+    emulators log to a scratch directory, kept as ``test-artifacts/*.log`` only when a test
+    failed. The clients reach Firestore through
     ``emulators.meter`` (``emulators.firestore_host``), a gRPC proxy that counts the document
     reads Firestore would bill (Google's emulator keeps no such counter); the emulator's REST
     endpoints (clearing a project, loading rules, registering triggers) are reached at
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import tempfile
 import threading
 import uuid
 from dataclasses import dataclass
@@ -45,7 +47,15 @@ from google.cloud import firestore, storage
 from emulators import harness
 from emulators.meter import ReadMeter
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+# A run's emulator logs and browser pictures go to a scratch directory; `pytest_sessionfinish`
+# moves them to test-artifacts/ when a test failed and deletes them after a green run.
+KEPT_ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+ARTIFACTS = Path(tempfile.mkdtemp(prefix="test-artifacts-"))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Keep the run's logs and pictures (in test-artifacts/) only when something failed."""
+    harness.keep_if_failed(ARTIFACTS, exitstatus != 0, KEPT_ARTIFACTS)
 
 
 class EventRouter:
@@ -62,8 +72,12 @@ class EventRouter:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def route(self, project: str, app) -> None:
-        """Hand the project's deliveries to `app` (None: answer them 404 again)."""
+        """Hand the project's deliveries to `app` (None: answer them 404 again); the app it
+        replaces is closed (`dev.app.create_stack_app`'s `close`: its queued deliveries end)."""
+        previous = self.apps.get(project)
         self.apps[project] = app
+        if previous is not None and previous is not app and hasattr(previous, "close"):
+            previous.close()
 
     def __call__(self, environ, start_response):
         match = re.match(r"^/functions/projects/([^/]+)/", environ.get("PATH_INFO", ""))
@@ -75,6 +89,8 @@ class EventRouter:
 
     def stop(self) -> None:
         self.server.shutdown()
+        for project in list(self.apps):
+            self.route(project, None)
 
 
 @dataclass
@@ -117,6 +133,8 @@ def firestore_client(emulators, project_id, monkeypatch):
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", emulators.firestore_host)
     client = firestore.Client(project=project_id)
     yield client
+    if emulators.events is not None:  # the project's late deliveries reach no test any more
+        emulators.events.route(project_id, None)
     client.close()
     # The project is never used again: free the emulator's memory (best effort).
     with contextlib.suppress(harness.EmulatorError):
