@@ -7,10 +7,10 @@ first request (`functions.instance`).
 import functions_framework
 from werkzeug.exceptions import HTTPException
 
-from functions.collection_api import serve as collection_api
+from functions.collection_api.serve import serve_collection
 from functions.instance import LazyInstance
-from functions.migrate import routes as migration
-from functions.publish import serve as publisher
+from functions.migrate.routes import serve_migrate
+from functions.publish.serve import handle_event
 from shared import http
 from shared.logs import setup_logging
 
@@ -22,22 +22,22 @@ INSTANCE = LazyInstance()
 @functions_framework.http
 def users(request):
     """Collection API of `users`."""
-    return collection_api.serve(request, "users", INSTANCE.collection_api)
+    return serve_collection(request, "users", INSTANCE.collection_api)
 
 
 @functions_framework.http
 def jobs(request):
     """Collection API of `jobs`."""
-    return collection_api.serve(request, "jobs", INSTANCE.collection_api)
+    return serve_collection(request, "jobs", INSTANCE.collection_api)
 
 
 @functions_framework.http
 def migrate(request):
     """Legacy JSON into Firestore (`POST`), its progress and report (`GET /<runId>[/report]`)."""
-    return migration.serve(request, INSTANCE.migrate)
+    return serve_migrate(request, INSTANCE.migrate)
 
 
 @functions_framework.cloud_event
 def publish_snapshot(cloud_event):
     """Firestore `document.v1.written` events of every configured collection -> snapshots."""
-    publisher.handle_event(cloud_event, INSTANCE.publisher)
+    handle_event(cloud_event, INSTANCE.publisher)

@@ -1,6 +1,6 @@
 """The HTTP edge: JSON bodies, the one error-to-status table, CORS, caching headers, gzip.
 
-Every HTTP function answers through `serve` (the one wrapper: request log context, errors
+Every HTTP function answers through `handle_request` (the one wrapper: request log context, errors
 mapped once, CORS and security headers, one request log line). Handlers raise `shared.errors`
 exceptions; they leave as JSON error bodies with the status from `ERROR_STATUS`. Anything
 unexpected becomes a 500 whose body says only "internal error": the traceback goes to the
@@ -87,7 +87,7 @@ def error_response(exc: errors.AppError) -> Response:
     return response
 
 
-def serve(request: Request, part: Callable[[], Any], answer: Callable[[Any], Response], *,
+def handle_request(request: Request, part: Callable[[], Any], answer: Callable[[Any], Response], *,
           function: str, collection: str | None = None) -> Response:
     """The one HTTP wrapper of every function: `answer(part())` inside the request's log
     context, its errors (and a `part` that cannot start, e.g. bad settings) mapped to JSON

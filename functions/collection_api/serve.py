@@ -25,16 +25,17 @@ from shared.settings import Settings
 ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
-def serve(request: Request, collection: str, context: Callable[[], ApiContext]) -> Response:
+def serve_collection(request: Request, collection: str,
+                     context: Callable[[], ApiContext]) -> Response:
     """Entry point body of a collection's HTTP function (`context`: this instance's, built on
     first use)."""
-    return http.serve(request, context, lambda ctx: _dispatch(request, collection, ctx),
+    return http.handle_request(request, context, lambda ctx: _dispatch(request, collection, ctx),
                       function=collection, collection=collection)
 
 
 def handle(request: Request, collection: str, context: ApiContext) -> Response:
     """Answer one request of `collection` with this context (tests mount it directly)."""
-    return serve(request, collection, lambda: context)
+    return serve_collection(request, collection, lambda: context)
 
 
 def _dispatch(request: Request, collection: str, context: ApiContext) -> Response:

@@ -61,16 +61,16 @@ class MigrateContext:
         return cls(settings, clients.db, clients.storage)
 
 
-def serve(request: Request, context: Callable[[], MigrateContext]) -> Response:
+def serve_migrate(request: Request, context: Callable[[], MigrateContext]) -> Response:
     """Entry point body of the `migrate` HTTP function (`context`: this instance's, built on
     first use)."""
-    return http.serve(request, context, lambda ctx: _dispatch(request, ctx),
+    return http.handle_request(request, context, lambda ctx: _dispatch(request, ctx),
                       function="migrate", collection=request.args.get("collection"))
 
 
 def handle(request: Request, context: MigrateContext) -> Response:
     """Answer one request with this context (tests call it directly)."""
-    return serve(request, lambda: context)
+    return serve_migrate(request, lambda: context)
 
 
 def _dispatch(request: Request, context: MigrateContext) -> Response:
