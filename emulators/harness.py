@@ -160,10 +160,10 @@ def _log_file(name: str, log_path: str | os.PathLike | None) -> Path:
     return Path(path)
 
 
-def keep_if_failed(scratch: Path, failed: bool, into: Path) -> None:
+def keep_or_discard(scratch: Path, keep: bool, into: Path) -> None:
     """End of a test run: its logs and pictures (written to `scratch`) move to `into` when
-    something failed, and are deleted otherwise (a green run leaves nothing behind)."""
-    if failed and scratch.is_dir() and any(scratch.iterdir()):
+    something failed (`keep`), and are deleted otherwise (a green run leaves nothing behind)."""
+    if keep and scratch.is_dir() and any(scratch.iterdir()):
         into.mkdir(parents=True, exist_ok=True)
         for path in scratch.iterdir():
             target = into / path.name

@@ -104,7 +104,7 @@ def run(environ: dict[str, str] | None = None) -> int:
         try:
             emulator = harness.start_firestore(log_path=scratch / "rules-firestore-emulator.log")
         except harness.EmulatorError as exc:
-            harness.keep_if_failed(scratch, True, REPO / "test-artifacts")
+            harness.keep_or_discard(scratch, True, REPO / "test-artifacts")
             raise RunnerError(str(exc)) from None
         env["FIRESTORE_EMULATOR_HOST"] = emulator.host
     try:
@@ -116,7 +116,7 @@ def run(environ: dict[str, str] | None = None) -> int:
         if emulator is not None:
             emulator.stop()
         if scratch is not None:
-            harness.keep_if_failed(scratch, returncode != 0, REPO / "test-artifacts")
+            harness.keep_or_discard(scratch, returncode != 0, REPO / "test-artifacts")
     return returncode
 
 

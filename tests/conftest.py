@@ -33,6 +33,7 @@ Billed reads of a test's project: the ``reads`` fixture (tests/app_fixtures.py).
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import tempfile
 import threading
@@ -48,14 +49,16 @@ from emulators import harness
 from emulators.meter import ReadMeter
 
 # A run's emulator logs and browser pictures go to a scratch directory; `pytest_sessionfinish`
-# moves them to test-artifacts/ when a test failed and deletes them after a green run.
+# moves them to test-artifacts/ when a test failed (or KEEP_TEST_ARTIFACTS=1 asks for them, e.g.
+# for the pictures of the docs) and deletes them after a green run.
 KEPT_ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 ARTIFACTS = Path(tempfile.mkdtemp(prefix="test-artifacts-"))
 
 
 def pytest_sessionfinish(session, exitstatus):
     """Keep the run's logs and pictures (in test-artifacts/) only when something failed."""
-    harness.keep_if_failed(ARTIFACTS, exitstatus != 0, KEPT_ARTIFACTS)
+    keep = exitstatus != 0 or os.environ.get("KEEP_TEST_ARTIFACTS") == "1"
+    harness.keep_or_discard(ARTIFACTS, keep, KEPT_ARTIFACTS)
 
 
 class EventRouter:

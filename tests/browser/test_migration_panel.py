@@ -50,7 +50,7 @@ def count(db, collection: str) -> int:
 
 
 def cli_migration(stack, tmp_path: Path) -> tuple[dict, object]:
-    """`python -m functions migrate` of the messy sample into a fresh project on the stack's
+    """`python -m ops migrate` of the messy sample into a fresh project on the stack's
     emulators (the same Firestore, its own bucket); (its run document, that project's client)."""
     project = f"demo-cli-{uuid.uuid4().hex[:8]}"
     bucket = f"{project}-snapshots"
@@ -64,7 +64,7 @@ def cli_migration(stack, tmp_path: Path) -> tuple[dict, object]:
                 "FIRESTORE_EMULATOR_HOST": stack.firestore.host,
                 "STORAGE_EMULATOR_HOST": stack.storage.host, "PYTHONPATH": str(ROOT)})
     done = subprocess.run(
-        [sys.executable, "-m", "functions", "migrate", str(MESSY), "--collection", "users",
+        [sys.executable, "-m", "ops", "migrate", str(MESSY), "--collection", "users",
          "--json", "--progress", "none", "--report", str(tmp_path / "cli-report.json")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 1, done.stdout + done.stderr  # 1: some records failed
