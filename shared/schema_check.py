@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,6 @@ _TYPE_TESTS: dict[str, Any] = {
     "null": lambda v: v is None,
     "array": lambda v: isinstance(v, list),
     "object": lambda v: isinstance(v, dict),
-    "timestamp": lambda v: isinstance(v, dt.datetime),
 }
 _is_number = _TYPE_TESTS["number"]
 _DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
@@ -55,88 +54,98 @@ def violations(schema: CollectionSchema, data: Mapping[str, Any], *,
     With `partial`, required fields may be absent (a PATCH). Fields the collection does not
     have give one `additionalProperties` violation at the top.
     """
-    return sorted(iter_violations(schema, data, partial=partial), key=lambda v: v.path)
+    found = []
+    if not partial:
+        found += [Violation("required", list(schema.required), data, (), missing=name)
+                  for name in schema.required if name not in data]
+    for field in schema.fields:
+        if field.name in data:
+            found += value_violations(field.value, data[field.name], (field.name,))
+    fields = schema.by_name
+    if any(name not in fields for name in data):
+        found.append(Violation("additionalProperties", False, data, ()))
+    return sorted(found, key=lambda violation: violation.path)
 
 
 def is_valid(schema: CollectionSchema, data: Mapping[str, Any], *, partial: bool = False) -> bool:
-    """True when `data` breaks nothing in the schema (stops at the first violation)."""
-    return next(iter_violations(schema, data, partial=partial), None) is None
-
-
-def iter_violations(schema: CollectionSchema, data: Mapping[str, Any], *,
-                    partial: bool = False) -> Iterator[Violation]:
-    """The violations of `data`, in JSON Schema's traversal order (unsorted)."""
-    if not partial:
-        for name in schema.required:
-            if name not in data:
-                yield Violation("required", list(schema.required), data, (), missing=name)
+    """True when `data` breaks nothing in the schema (stops at the first field that breaks some)."""
+    if not partial and any(name not in data for name in schema.required):
+        return False
     fields = schema.by_name
-    for field in schema.fields:
-        if field.name in data:
-            yield from value_violations(field.value, data[field.name], (field.name,))
-    if any(name not in fields for name in data):
-        yield Violation("additionalProperties", False, data, ())
+    for name, item in data.items():
+        field = fields.get(name)
+        if field is None or value_violations(field.value, item, (name,)):
+            return False
+    return True
 
 
 def value_violations(value: ValueSchema | bool | None, instance: Any,
-                     path: tuple[str | int, ...]) -> Iterator[Violation]:
+                     path: tuple[str | int, ...]) -> list[Violation]:
     """The violations of one value at `path` (a boolean schema: True allows all, False none)."""
     if value is None or value is True:
-        return
+        return []
     if value is False:
-        yield Violation("false", False, instance, path)
-        return
+        return [Violation("false", False, instance, path)]
+    found: list[Violation] = []
     for keyword in value.keywords:
-        yield from _KEYWORDS[keyword](value, instance, path)
+        found += _KEYWORDS[keyword](value, instance, path)
+    return found
 
 
-def _type(value: ValueSchema, instance: Any, path: tuple) -> Iterator[Violation]:
-    declared = [kind for kind in value.types if kind != "timestamp"]
-    if not any(_TYPE_TESTS[kind](instance) for kind in declared):
-        yield Violation("type", declared[0] if len(declared) == 1 else declared, instance, path)
+def _type(value: ValueSchema, instance: Any, path: tuple) -> Sequence[Violation]:
+    kinds = value.types  # JSON types only: the model refuses `type` with x-firestore-type
+    if any(_TYPE_TESTS[kind](instance) for kind in kinds):
+        return ()
+    return (Violation("type", kinds[0] if len(kinds) == 1 else list(kinds), instance, path),)
 
 
-def _enum(value: ValueSchema, instance: Any, path: tuple) -> Iterator[Violation]:
+def _enum(value: ValueSchema, instance: Any, path: tuple) -> Sequence[Violation]:
     options = value.enum or ()
-    if not any(json_equal(option, instance) for option in options):
-        yield Violation("enum", list(options), instance, path)
+    if any(json_equal(option, instance) for option in options):
+        return ()
+    return (Violation("enum", list(options), instance, path),)
 
 
-def _const(value: ValueSchema, instance: Any, path: tuple) -> Iterator[Violation]:
-    if not json_equal(value.const, instance):
-        yield Violation("const", value.const, instance, path)
+def _const(value: ValueSchema, instance: Any, path: tuple) -> Sequence[Violation]:
+    if json_equal(value.const, instance):
+        return ()
+    return (Violation("const", value.const, instance, path),)
 
 
 def _bound(keyword: str, attribute: str, applies: Any, measure: Any, below: bool) -> Any:
     """A check of one bound: `measure(instance)` must not be below (or above) the bound."""
 
-    def check(value: ValueSchema, instance: Any, path: tuple) -> Iterator[Violation]:
+    def check(value: ValueSchema, instance: Any, path: tuple) -> Sequence[Violation]:
         bound = getattr(value, attribute)
         if applies(instance):
             size = measure(instance)
             if (size < bound) if below else (size > bound):
-                yield Violation(keyword, bound, instance, path)
+                return (Violation(keyword, bound, instance, path),)
+        return ()
 
     return check
 
 
 def _exclusive(keyword: str, attribute: str, low: bool) -> Any:
-    def check(value: ValueSchema, instance: Any, path: tuple) -> Iterator[Violation]:
+    def check(value: ValueSchema, instance: Any, path: tuple) -> Sequence[Violation]:
         bound = getattr(value, attribute)
         if _is_number(instance) and ((instance <= bound) if low else (instance >= bound)):
-            yield Violation(keyword, bound, instance, path)
+            return (Violation(keyword, bound, instance, path),)
+        return ()
 
     return check
 
 
-def _pattern(value: ValueSchema, instance: Any, path: tuple) -> Iterator[Violation]:
+def _pattern(value: ValueSchema, instance: Any, path: tuple) -> Sequence[Violation]:
     if isinstance(instance, str) and re.search(value.pattern or "", instance) is None:
-        yield Violation("pattern", value.pattern, instance, path)
+        return (Violation("pattern", value.pattern, instance, path),)
+    return ()
 
 
-def _format(value: ValueSchema, instance: Any, path: tuple) -> Iterator[Violation]:
+def _format(value: ValueSchema, instance: Any, path: tuple) -> Sequence[Violation]:
     if isinstance(instance, str) and not format_ok(value.format or "", instance):
-        yield Violation("format", value.format, instance, path)
+        return (Violation("format", value.format, instance, path),)
+    return ()
 
 
 def format_ok(name: str, text: str) -> bool:
@@ -154,34 +163,42 @@ def format_ok(name: str, text: str) -> bool:
     return True
 
 
-def _unique(value: ValueSchema, instance: Any, path: tuple) -> Iterator[Violation]:
+def _unique(value: ValueSchema, instance: Any, path: tuple) -> Sequence[Violation]:
     if value.unique_items and isinstance(instance, list) and any(
             json_equal(a, b) for i, a in enumerate(instance) for b in instance[i + 1:]):
-        yield Violation("uniqueItems", True, instance, path)
+        return (Violation("uniqueItems", True, instance, path),)
+    return ()
 
 
-def _items(value: ValueSchema, instance: Any, path: tuple) -> Iterator[Violation]:
-    if isinstance(instance, list):
-        if value.items is False and instance:
-            yield Violation("items", False, instance, path)
-            return
-        for index, item in enumerate(instance):
-            yield from value_violations(value.items, item, (*path, index))
+def _items(value: ValueSchema, instance: Any, path: tuple) -> Sequence[Violation]:
+    if not isinstance(instance, list):
+        return ()
+    if value.items is False and instance:
+        return (Violation("items", False, instance, path),)
+    found: list[Violation] = []
+    for index, item in enumerate(instance):
+        found += value_violations(value.items, item, (*path, index))
+    return found
 
 
-def _values(value: ValueSchema, instance: Any, path: tuple) -> Iterator[Violation]:
-    if isinstance(instance, dict):
-        if value.values is False and instance:
-            yield Violation("additionalProperties", False, instance, path)
-            return
-        for key, item in instance.items():
-            yield from value_violations(value.values, item, (*path, key))
+def _values(value: ValueSchema, instance: Any, path: tuple) -> Sequence[Violation]:
+    if not isinstance(instance, dict):
+        return ()
+    if value.values is False and instance:
+        return (Violation("additionalProperties", False, instance, path),)
+    found: list[Violation] = []
+    for key, item in instance.items():
+        found += value_violations(value.values, item, (*path, key))
+    return found
 
 
-def _key_names(value: ValueSchema, instance: Any, path: tuple) -> Iterator[Violation]:
-    if isinstance(instance, dict):
-        for key in instance:
-            yield from value_violations(value.key_names, key, path)
+def _key_names(value: ValueSchema, instance: Any, path: tuple) -> Sequence[Violation]:
+    if not isinstance(instance, dict):
+        return ()
+    found: list[Violation] = []
+    for key in instance:
+        found += value_violations(value.key_names, key, path)
+    return found
 
 
 def _length(item: Any) -> int:
