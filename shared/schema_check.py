@@ -170,26 +170,21 @@ def _unique(value: ValueSchema, instance: Any, path: tuple) -> Sequence[Violatio
     return ()
 
 
-def _items(value: ValueSchema, instance: Any, path: tuple) -> Sequence[Violation]:
-    if not isinstance(instance, list):
-        return ()
-    if value.items is False and instance:
-        return (Violation("items", False, instance, path),)
-    found: list[Violation] = []
-    for index, item in enumerate(instance):
-        found += value_violations(value.items, item, (*path, index))
-    return found
+def _nested(keyword: str, attribute: str, container: type, entries: Any) -> Any:
+    """The check of a list's elements (`items`) or a map's values (`additionalProperties`)."""
 
+    def check(value: ValueSchema, instance: Any, path: tuple) -> Sequence[Violation]:
+        sub = getattr(value, attribute)
+        if not isinstance(instance, container):
+            return ()
+        if sub is False and instance:
+            return (Violation(keyword, False, instance, path),)
+        found: list[Violation] = []
+        for step, item in entries(instance):
+            found += value_violations(sub, item, (*path, step))
+        return found
 
-def _values(value: ValueSchema, instance: Any, path: tuple) -> Sequence[Violation]:
-    if not isinstance(instance, dict):
-        return ()
-    if value.values is False and instance:
-        return (Violation("additionalProperties", False, instance, path),)
-    found: list[Violation] = []
-    for key, item in instance.items():
-        found += value_violations(value.values, item, (*path, key))
-    return found
+    return check
 
 
 def _key_names(value: ValueSchema, instance: Any, path: tuple) -> Sequence[Violation]:
@@ -233,7 +228,8 @@ _KEYWORDS: dict[str, Any] = {
     "maximum": _bound("maximum", "maximum", _is_number, _itself, False),
     "exclusiveMinimum": _exclusive("exclusiveMinimum", "exclusive_minimum", True),
     "exclusiveMaximum": _exclusive("exclusiveMaximum", "exclusive_maximum", False),
-    "uniqueItems": _unique, "items": _items, "additionalProperties": _values,
+    "uniqueItems": _unique, "items": _nested("items", "items", list, enumerate),
+    "additionalProperties": _nested("additionalProperties", "values", dict, dict.items),
     "propertyNames": _key_names,
 }
 
