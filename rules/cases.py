@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from rules.schemas import STAMPS, GeneratorError, required, required_names, where
+from shared.schema_check import format_ok
 from shared.schema_model import CREATED, UPDATED, CollectionSchema, Field, ValueSchema
 
 FIXED_TIME = "2024-05-01T12:00:00Z"
@@ -22,7 +23,7 @@ OTHER_TIME = "2023-01-01T00:00:00Z"
 SERVER_TIME = {"$serverTime": True}
 DELETE = {"$delete": True}
 _STRING_CANDIDATES = ("example", "ada@example.com", "a", "ab", "abc", "a-1", "A1", "2024-05-01",
-                      "https://example.com/a", "ok")
+                      "https://example.com/a", "ok", "2024-05-01T12:00:00Z")
 _BAD_STRING_CANDIDATES = ("", "no at sign", "a b@c d", "@", "x", "a@b@c", "with\nnewline",
                           "UPPER", "0", "-", "*")
 
@@ -182,6 +183,8 @@ def _string_ok(value: ValueSchema, text: str) -> bool:
                                                 and len(text) > value.max_length):
         return False
     if value.lowercase and text != text.lower():
+        return False
+    if value.format is not None and not format_ok(value.format, text):
         return False
     return value.pattern is None or re.search(value.pattern, text) is not None
 

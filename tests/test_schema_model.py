@@ -256,3 +256,17 @@ def test_rules_generator_and_model_know_the_same_keywords(tmp_path):
     with pytest.raises(GeneratorError, match="RE2"):
         generate.load_collections(tmp_path)
     assert read_schema("things", tmp_path).by_name["a"].value.pattern == "(?=x)"
+
+
+def test_generated_rules_cases_satisfy_the_backends_checks_formats_included(tmp_path):
+    (tmp_path / "things.schema.json").write_text(closed({
+        "when": {"type": "string", "format": "date-time"},
+        "mail": {"type": "string", "format": "email", "maxLength": 40},
+        "day": {"type": ["string", "null"], "format": "date"},
+    }, required=["when"]), encoding="utf-8")
+    cases = json.loads(generate.render_cases(generate.load_collections(tmp_path)))
+    things = read_schema("things", tmp_path)
+    for key in ("valid", "minimal"):
+        doc = {name: value for name, value in cases["collections"]["things"][key].items()
+               if name not in ("createdAt", "updatedAt")}
+        assert said(things, doc) == [], (key, doc)
