@@ -3,7 +3,8 @@
 One conversion serves the migration and the write API: the collection's schema says which
 field holds the id, which fields are timestamps (ISO 8601, `YYYY-MM-DD`, `MM/DD/YYYY` and
 epoch milliseconds are accepted and stored as UTC timestamps) and which are normalised; then
-the JSON Schema validates the result and every problem is reported, not just the first.
+the schema model validates the result (`shared.schema_check`) and every problem is reported,
+not just the first.
 
 Reasons (`RecordError.reason`, stable codes for reports): `not_an_object`, `missing_id`,
 `invalid_id` (Firestore's id rules: no `/`, not `.` or `..`, not `__.*__`, at most 1,500
@@ -18,15 +19,20 @@ writer can tell an unchanged document from one that needs a write.
 from __future__ import annotations
 
 import datetime as dt
-import json
+import functools
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.schema import CollectionSchema
+from shared.schema_check import is_valid, schema_message, violations
+from shared.schema_model import CollectionSchema
 from shared.times import UTC, parse_timestamp
+
+__all__ = ["MAX_DEPTH", "MAX_DOCUMENT_BYTES", "MAX_ID_BYTES", "ConvertedRecord", "FieldProblem",
+           "RecordError", "convert_record", "document_size", "field_name_problem", "id_problem",
+           "parse_date_value", "record_id", "same_value", "schema_message"]
 
 MAX_DOCUMENT_BYTES = 1_048_576
 MAX_ID_BYTES = 1500
@@ -147,12 +153,12 @@ def convert_record(record: Any, schema: CollectionSchema, *, doc_id: str | None 
 
     data: dict[str, Any] = {}
     problems: list[FieldProblem] = []
-    lowercase = _lowercase_fields(schema)
+    lowercase = schema.lowercase_fields
+    timestamps = schema.timestamp_fields
     for name, value in record.items():
         if name == schema.id_field:
             continue
-        kind = schema.field_types.get(name)
-        if kind == "timestamp" and value is not None:
+        if name in timestamps and value is not None:
             try:
                 value = parse_date_value(value)
             except ValueError as exc:
@@ -172,20 +178,6 @@ def convert_record(record: Any, schema: CollectionSchema, *, doc_id: str | None 
         summary = "; ".join(f"{p.field or 'record'}: {p.message}" for p in problems[:5])
         raise RecordError("schema", summary, tuple(problems))
     return ConvertedRecord(doc_id, data, stored_size)
-
-
-_lowercase: dict[str, frozenset[str]] = {}
-
-
-def _lowercase_fields(schema: CollectionSchema) -> frozenset[str]:
-    """The fields the schema marks `x-normalize: lowercase` (read once per collection)."""
-    fields = _lowercase.get(schema.name)
-    if fields is None:
-        properties = schema.json_schema.get("properties", {})
-        fields = frozenset(name for name, prop in properties.items()
-                           if isinstance(prop, Mapping) and prop.get("x-normalize") == "lowercase")
-        _lowercase[schema.name] = fields
-    return fields
 
 
 def _kind(value: Any) -> str:
@@ -270,201 +262,23 @@ def same_value(new: Any, stored: Any) -> bool:
 
 def _schema_problems(data: Mapping[str, Any], schema: CollectionSchema, *,
                      partial: bool) -> list[FieldProblem]:
-    quick = _quick_check(schema, partial=partial)
-    if quick is not None and quick(data):
+    if is_valid(schema, data, partial=partial):
         return []
-    validator = _validator(schema)
     found = []
-    for error in sorted(validator.iter_errors(dict(data)), key=lambda e: list(e.path)):
-        if partial and error.validator == "required":
-            continue
-        field_name = str(error.path[0]) if error.path else None
-        if error.validator == "required":
-            field_name = error.message.split("'")[1] if "'" in error.message else None
-        if error.validator == "additionalProperties" and not error.path:
-            extra = sorted(set(data) - set(schema.json_schema.get("properties", {})))
+    for violation in violations(schema, data, partial=partial):
+        if violation.validator == "additionalProperties" and not violation.path:
+            extra = sorted(set(data) - set(schema.by_name))
             found.extend(FieldProblem(name, "is not a field of this collection") for name in extra)
             continue
-        found.append(FieldProblem(field_name, _short(schema_message(error))))
+        field_name = violation.missing if violation.validator == "required" else (
+            str(violation.path[0]) if violation.path else None)
+        found.append(FieldProblem(field_name, _short(schema_message(violation))))
     return found
 
 
-_JSON_KINDS = ((bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string"),
-               (Mapping, "an object"), ((list, tuple), "an array"), (type(None), "null"))
-_SCHEMA_TYPES = {"string": "a string", "integer": "an integer", "number": "a number",
-                 "boolean": "a boolean", "object": "an object", "array": "an array",
-                 "null": "null"}
-
-
-def _json_kind(value: Any) -> str:
-    return next((name for kinds, name in _JSON_KINDS if isinstance(value, kinds)), "a value")
-
-
-def schema_message(error: Any) -> str:
-    """A schema error said in JSON's terms, without echoing the value (jsonschema writes its repr).
-
-    The message names where inside the field the problem is (`item 2`, `key "x"`) and what the
-    schema asks; the offending value itself is never repeated back (it may be large, or hold
-    what its sender should not see reflected), only its JSON kind.
-    """
-    keyword, expected, value = error.validator, error.validator_value, error.instance
-    inside = "".join(f" item {part}" if isinstance(part, int) else f" key {_quoted(part)}"
-                     for part in list(error.path)[1:])
-    where = f"at{inside}: " if inside else ""
-    if keyword == "type":
-        kinds = [expected] if isinstance(expected, str) else list(expected)
-        wanted = " or ".join(_SCHEMA_TYPES.get(kind, kind) for kind in kinds)
-        said = f"must be {wanted}, not {_json_kind(value)}"
-    elif keyword == "enum":
-        said = "must be one of " + ", ".join(_quoted(option) for option in expected)
-    elif keyword in ("minLength", "maxLength"):
-        bound = "at least" if keyword == "minLength" else "at most"
-        said = f"must be {bound} {expected} character{'s' if expected != 1 else ''} long"
-    elif keyword in ("minItems", "maxItems", "minProperties", "maxProperties"):
-        bound = "at least" if keyword.startswith("min") else "at most"
-        unit = "item" if keyword.endswith("Items") else "key"
-        said = f"must have {bound} {expected} {unit}{'s' if expected != 1 else ''}"
-    elif keyword in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-        bound = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "more than",
-                 "exclusiveMaximum": "less than"}[keyword]
-        said = f"must be {bound} {expected}"
-    elif keyword == "pattern":
-        said = f"must match the pattern {expected}"
-    elif keyword == "required":
-        said = "is required"
-    elif keyword == "additionalProperties":
-        said = "has a key this field does not allow"
-    else:
-        said = f"does not satisfy the schema's {keyword}"
-    return where + said
-
-
-def _quoted(text: Any) -> str:
-    return json.dumps(text, ensure_ascii=False)
-
-
-_validators: dict[str, Any] = {}
-_quick_checks: dict[tuple[str, bool], Any] = {}
-
-# Keywords the quick check implements exactly as jsonschema's Draft 2020-12 validator does;
-# annotations are ignored (as jsonschema does without a format checker).
-_ANNOTATIONS = {"$schema", "$id", "$comment", "title", "description", "examples", "default",
-                "format", "deprecated", "readOnly", "writeOnly"}
-_JSON_TYPES: dict[str, Any] = {
-    "string": lambda v: isinstance(v, str),
-    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool))
-    or (isinstance(v, float) and v.is_integer()),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "null": lambda v: v is None,
-    "array": lambda v: isinstance(v, list),
-    "object": lambda v: isinstance(v, dict),
-}
-
-
-class _Unsupported(Exception):
-    """The schema uses something the quick check does not implement: use jsonschema alone."""
-
-
 def _quick_check(schema: CollectionSchema, *, partial: bool) -> Any:
-    """A compiled validity test equivalent to jsonschema's for the keywords our schemas use
-    (jsonschema costs about a millisecond a record, the compiled test a few microseconds).
-    None when the schema uses anything else. Only a pass is trusted: a record it refuses is
-    validated again by jsonschema, whose messages are the ones reported."""
-    key = (schema.name, partial)
-    if key not in _quick_checks:
-        raw = dict(schema.json_schema)
-        if partial:
-            raw.pop("required", None)
-        try:
-            _quick_checks[key] = _compile(raw)
-        except _Unsupported:
-            _quick_checks[key] = None
-    return _quick_checks[key]
-
-
-def _compile(node: Any) -> Any:
-    """One schema node as a predicate; `_Unsupported` for any keyword outside the subset."""
-    if node is True or node == {}:
-        return lambda value: True
-    if node is False:
-        return lambda value: False
-    if not isinstance(node, Mapping):
-        raise _Unsupported(repr(node))
-    checks: list[Any] = []
-    for keyword, arg in node.items():
-        if keyword in _ANNOTATIONS or keyword.startswith("x-"):
-            continue
-        checks.append(_keyword(keyword, arg, node))
-    if len(checks) == 1:
-        return checks[0]
-
-    def every(value: Any) -> bool:
-        for check in checks:
-            if not check(value):
-                return False
-        return True
-
-    return every
-
-
-def _keyword(keyword: str, arg: Any, node: Mapping[str, Any]) -> Any:
-    """The predicate of one keyword (it passes values of the types it does not apply to)."""
-    number = _JSON_TYPES["number"]
-    if keyword == "type":
-        names = [arg] if isinstance(arg, str) else list(arg)
-        if not names or any(name not in _JSON_TYPES for name in names):
-            raise _Unsupported(keyword)
-        tests = [_JSON_TYPES[name] for name in names]
-        return lambda v: any(test(v) for test in tests)
-    if keyword in ("minLength", "maxLength") and _count(arg):
-        low = keyword == "minLength"
-        return lambda v: not isinstance(v, str) or (len(v) >= arg if low else len(v) <= arg)
-    if keyword in ("minItems", "maxItems") and _count(arg):
-        low = keyword == "minItems"
-        return lambda v: not isinstance(v, list) or (len(v) >= arg if low else len(v) <= arg)
-    if keyword in ("minProperties", "maxProperties") and _count(arg):
-        low = keyword == "minProperties"
-        return lambda v: not isinstance(v, dict) or (len(v) >= arg if low else len(v) <= arg)
-    if keyword in ("minimum", "maximum") and number(arg):
-        low = keyword == "minimum"
-        return lambda v: not number(v) or (v >= arg if low else v <= arg)
-    if keyword == "enum" and isinstance(arg, list) and all(isinstance(a, str) for a in arg):
-        allowed = frozenset(arg)
-        return lambda v: isinstance(v, str) and v in allowed
-    if keyword == "pattern" and isinstance(arg, str):
-        compiled = re.compile(arg)
-        return lambda v: not isinstance(v, str) or compiled.search(v) is not None
-    if keyword == "required" and isinstance(arg, list):
-        names = tuple(arg)
-        return lambda v: not isinstance(v, dict) or all(name in v for name in names)
-    if keyword == "items" and "prefixItems" not in node:
-        item = _compile(arg)
-        return lambda v: not isinstance(v, list) or all(item(x) for x in v)
-    if keyword == "properties" and isinstance(arg, Mapping):
-        props = {name: _compile(sub) for name, sub in arg.items()}
-        return lambda v: not isinstance(v, dict) or all(
-            props[name](value) for name, value in v.items() if name in props)
-    if keyword == "additionalProperties" and "patternProperties" not in node:
-        known = frozenset(node.get("properties") or ())
-        extra = _compile(arg)
-        return lambda v: not isinstance(v, dict) or all(
-            extra(value) for name, value in v.items() if name not in known)
-    raise _Unsupported(keyword)
-
-
-def _count(arg: Any) -> bool:
-    return isinstance(arg, int) and not isinstance(arg, bool) and arg >= 0
-
-
-def _validator(schema: CollectionSchema) -> Any:
-    validator = _validators.get(schema.name)
-    if validator is None:
-        from jsonschema import Draft202012Validator
-
-        validator = Draft202012Validator(dict(schema.json_schema))
-        _validators[schema.name] = validator
-    return validator
+    """The validity test of the schema model, as a predicate of a document's fields."""
+    return functools.partial(is_valid, schema, partial=partial)
 
 
 def _short(message: str) -> str:
