@@ -21,8 +21,8 @@ export const REQUEST_TIMEOUT_MS = 15 * 1000;
  * `clearTimeout` (the deadline's timers: the globals by default).
  */
 export function createTransport(options = {}) {
-  const fetchImpl = options.fetch ?? globalThis.fetch;
-  if (typeof fetchImpl !== 'function') throw new TypeError('no fetch available');
+  if (typeof (options.fetch ?? globalThis.fetch) !== 'function') throw new TypeError('no fetch available');
+  const fetchImpl = options.fetch ?? ((...args) => globalThis.fetch(...args));
   const getIdToken = typeof options.getIdToken === 'function' ? options.getIdToken : null;
   const defaultTimeoutMs = options.timeoutMs ?? REQUEST_TIMEOUT_MS;
   const setTimer = options.setTimeout ?? ((fn, ms) => globalThis.setTimeout(fn, ms));
