@@ -30,7 +30,9 @@
  * - `create`, `update`, `replace`, `remove` call the write API (admin only) and update the local
  *   copy as soon as the server answers. A 400 with field errors throws a `ValidationError`
  *   whose `.fields` is `[{ field, message }]`; other failures throw an `ApiError` with
- *   `.status`, `.code` (`precondition_failed` for a 412, `conflict` for a 409, ...).
+ *   `.status`, `.code` (`precondition_failed` for a 412, `conflict` for a 409, ...; status 0
+ *   when no answer came: `network_error` or `timeout`; `token_unavailable` when getIdToken
+ *   threw). The admin tools share the same transport and error shape (web/client/).
  * - Sends `Authorization: Bearer <ID token>` on every request when `getIdToken` is given.
  * - Live mode (option `live: { sdk, db }`, the Firebase Web SDK's `firebase/firestore` module and
  *   a Firestore instance, or a promise of them): after the first answer of the read function,

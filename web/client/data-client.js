@@ -2,8 +2,8 @@
  * client/data-client.js: the `DataClient` class, which wires the client's parts together over
  * one shared context (see client/collections.js): the transport (client/transport.js), reads
  * and polling (reads.js, polling.js), writes (writes.js), the saved copy (cache.js), live mode
- * (live.js, mode.js), events (events.js) and the page's signals (page.js). Pages import it
- * through web/data-client.js, which documents the options.
+ * (live.js, mode.js), events (events.js) and the page's signals (visibility.js). Pages import
+ * it through web/data-client.js, which documents the options.
  */
 
 import { CACHE_TTL_MS, defaultStorage, restoreCopy } from './cache.js';
@@ -11,7 +11,7 @@ import { createCollectionStates, modeOf, stateOf } from './collections.js';
 import { detailOf } from './events.js';
 import { LIVE_RETRY_MS, liveProblem, maybeListen, stopLive, useLive } from './live.js';
 import { LIVE_PROBE_MS, newProbe, stopProbe } from './mode.js';
-import { watchPage } from './page.js';
+import { watchPage } from './visibility.js';
 import {
   DEFAULT_POLL_MS, DEFAULT_RESYNC_MS, MAX_BACKOFF_MS, pollLater, run, unschedule,
 } from './polling.js';

@@ -1,7 +1,7 @@
 /**
  * client/polling.js: one load or poll at a time per collection, and the next poll's timer:
  * every `pollMs`, backing off exponentially (with jitter, honouring `Retry-After`) after
- * errors, paused while `document.hidden` (client/page.js resumes it).
+ * errors, paused while `document.hidden` (client/visibility.js resumes it).
  */
 
 import { isLive } from './collections.js';

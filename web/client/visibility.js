@@ -1,7 +1,7 @@
 /**
- * client/page.js: the page's signals the client follows. A tab shown again catches up at once
- * (polls and probes pause while `document.hidden`); the browser back online retries failed
- * collections at once.
+ * client/visibility.js: the page's signals the client follows. A tab shown again catches up
+ * at once (polls and probes pause while `document.hidden`); the browser back online retries
+ * failed collections at once.
  */
 
 import { isLive } from './collections.js';
