@@ -12,7 +12,9 @@
                  its functions) that a test may break (``stop_firestore()``,
                  ``restart_firestore()``, ``stop_functions()``); stopped at the test's end.
 ``page``         (function) a fresh browser context (own ``sessionStorage``) and page; a failing
-                 test leaves ``test-artifacts/browser-<test>.png``.
+                 test leaves ``test-artifacts/browser-<test>.png`` (and the logs of the stacks
+                 that ran meanwhile; a green run leaves nothing: ``DASHBOARD_PICTURES=docs``
+                 writes the pictures of what the tests show there).
 
 Each stack is ``python -m dev.stack`` in a subprocess (the page, the functions, the sample
 data and whatever else ``make dev`` runs), on its own Firestore (Google's, delivering its change
@@ -46,7 +48,10 @@ import pytest
 from emulators import harness
 
 ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
+ARTIFACTS = ROOT / "test-artifacts"  # what a failed test leaves: its stacks' logs, pictures
+# The pictures of what the tests show (the docs' pictures): written to this folder when it is
+# set (`DASHBOARD_PICTURES=docs`), never on an ordinary run: a green run leaves nothing behind.
+PICTURES = os.environ.get("DASHBOARD_PICTURES", "")
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -109,6 +114,7 @@ class LocalStack:
         # Logs named per test run too: two runs on one machine must not write the same file.
         prefix = f"browser-{name}-{os.getpid()}"
         self.prefix = prefix
+        self.failures_before = _failures
         self.log_path = ARTIFACTS / f"{prefix}-stack.log"
         self.process: subprocess.Popen | None = None
         # The stack's port is held while the emulators start: Google's emulator opens extra
@@ -127,7 +133,7 @@ class LocalStack:
         try:
             self._start(extra_origins)
         except BaseException:
-            self.stop()
+            self.stop(keep_logs=True)
             raise
 
     def _start(self, extra_origins: list[str]) -> None:
@@ -165,7 +171,7 @@ class LocalStack:
             with contextlib.suppress(OSError):
                 status, _, body = api_call("GET", f"{self.url}/users?limit=1", timeout=5)
                 if status == 200 and body and body.get("items"):
-                    # The page's listeners start LIVE_SLACK_MS (2 s, web/data-client.js) before
+                    # The page's listeners start LIVE_SLACK_MS (2 s, web/client/live.js) before
                     # its first read: documents seeded within that window are in their first
                     # answer, and when the emulator later resends a target (a reconnect, a
                     # restart empty) each becomes a limbo document that the SDK resolves with a
@@ -248,14 +254,30 @@ class LocalStack:
             process.wait(timeout=10)
         _running.discard(self)
 
-    def stop(self) -> None:
+    def stop(self, *, keep_logs: bool = False) -> None:
+        """Stop every part; its logs are removed unless a test failed while it ran."""
         self.stop_functions()
         for emulator in (getattr(self, "storage", None), self.firestore):
             if emulator is not None:
                 emulator.stop()
+        if keep_logs or _failures != self.failures_before:
+            return
+        for part in ("stack", "firestore", "firestore-again", "storage"):
+            (ARTIFACTS / f"{self.prefix}-{part}.log").unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            ARTIFACTS.rmdir()  # only when nothing else is in it
 
 
 _running: set[LocalStack] = set()
+_failures = 0  # failed test phases so far: a stack that saw one keeps its logs
+
+
+def picture(page, name: str, *, full_page: bool = False) -> None:
+    """`page` as `<DASHBOARD_PICTURES>/<name>` when DASHBOARD_PICTURES is set, else nothing."""
+    if PICTURES:
+        folder = ROOT / PICTURES
+        folder.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(folder / name), full_page=full_page)
 
 
 @atexit.register
@@ -315,8 +337,11 @@ def make_stack(request, static_site):
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
+    global _failures
     report = yield
     setattr(item, f"rep_{report.when}", report)
+    if report.failed:
+        _failures += 1
     return report
 
 
@@ -390,6 +415,7 @@ def new_page(browser, request):
                 with contextlib.suppress(Exception):
                     sdk_log = page.evaluate(f"(window.__sdkLog || []).slice(-{SDK_LOG_LINES})")
                     lines += [f"{page.url} SDK:", *sdk_log]
+        ARTIFACTS.mkdir(exist_ok=True)
         console = ARTIFACTS / f"browser-{request.node.name}-console.log"
         console.write_text("\n".join(lines) + "\n", encoding="utf-8")
     for context in contexts:
