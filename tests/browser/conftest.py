@@ -12,7 +12,9 @@
                  its functions) that a test may break (``stop_firestore()``,
                  ``restart_firestore()``, ``stop_functions()``); stopped at the test's end.
 ``page``         (function) a fresh browser context (own ``sessionStorage``) and page; a failing
-                 test leaves ``test-artifacts/browser-<test>.png``.
+                 test leaves ``test-artifacts/browser-<test>.png`` (the run's logs are kept only
+                 when a test failed; ``DASHBOARD_PICTURES=docs`` writes the pictures of what the
+                 tests show there).
 
 Each stack is ``python -m dev.stack`` in a subprocess (the page, the functions, the sample
 data and whatever else ``make dev`` runs), on its own Firestore (Google's, delivering its change
@@ -47,6 +49,9 @@ from emulators import harness
 from tests.conftest import ARTIFACTS
 
 ROOT = Path(__file__).resolve().parents[2]
+# The pictures of what the tests show (the docs' pictures): written to this folder when it is
+# set (`DASHBOARD_PICTURES=docs`), never on an ordinary run: a green run leaves nothing behind.
+PICTURES = os.environ.get("DASHBOARD_PICTURES", "")
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -165,7 +170,7 @@ class LocalStack:
             with contextlib.suppress(OSError):
                 status, _, body = api_call("GET", f"{self.url}/users?limit=1", timeout=5)
                 if status == 200 and body and body.get("items"):
-                    # The page's listeners start LIVE_SLACK_MS (2 s, web/data-client.js) before
+                    # The page's listeners start LIVE_SLACK_MS (2 s, web/client/live.js) before
                     # its first read: documents seeded within that window are in their first
                     # answer, and when the emulator later resends a target (a reconnect, a
                     # restart empty) each becomes a limbo document that the SDK resolves with a
@@ -249,6 +254,7 @@ class LocalStack:
         _running.discard(self)
 
     def stop(self) -> None:
+        """Stop every part (its logs stay in the run's ARTIFACTS: kept only if a test failed)."""
         self.stop_functions()
         for emulator in (getattr(self, "storage", None), self.firestore):
             if emulator is not None:
@@ -256,6 +262,14 @@ class LocalStack:
 
 
 _running: set[LocalStack] = set()
+
+
+def picture(page, name: str, *, full_page: bool = False) -> None:
+    """`page` as `<DASHBOARD_PICTURES>/<name>` when DASHBOARD_PICTURES is set, else nothing."""
+    if PICTURES:
+        folder = ROOT / PICTURES
+        folder.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(folder / name), full_page=full_page)
 
 
 @atexit.register
@@ -390,6 +404,7 @@ def new_page(browser, request):
                 with contextlib.suppress(Exception):
                     sdk_log = page.evaluate(f"(window.__sdkLog || []).slice(-{SDK_LOG_LINES})")
                     lines += [f"{page.url} SDK:", *sdk_log]
+        ARTIFACTS.mkdir(exist_ok=True)
         console = ARTIFACTS / f"browser-{request.node.name}-console.log"
         console.write_text("\n".join(lines) + "\n", encoding="utf-8")
     for context in contexts:

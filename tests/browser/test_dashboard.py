@@ -15,7 +15,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import ARTIFACTS
+from tests.browser.conftest import picture
 from tests.browser.dashboard import (
     FAST_S,
     FIRST_LIVE_S,
@@ -48,9 +48,8 @@ def test_dashboard_lists_both_collections_from_firestore(stack, new_page):
     for collection in ("users", "jobs"):  # the picture (docs/dashboard.png) shows live mode
         expect(badge(page, collection)).to_have_attribute("data-mode", "live",
                                                           timeout=FIRST_LIVE_S * 1000)
-    ARTIFACTS.mkdir(exist_ok=True)
     page.wait_for_timeout(300)  # let the fonts settle for the picture
-    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+    picture(page, "dashboard.png", full_page=True)
     assert new_page.problems.errors == []
 
 
@@ -167,7 +166,7 @@ def test_invalid_fields_show_the_field_errors_returned_by_the_api(stack, new_pag
         expect(page.locator(f"#f-{field}")).to_have_attribute("aria-invalid", "true")
     expect(page.locator("#err-role")).to_be_empty()
     expect(rows(page, "users")).to_have_count(before)
-    page.screenshot(path=str(ARTIFACTS / "dashboard-field-errors.png"))
+    picture(page, "dashboard-field-errors.png")
     # Fixing the fields clears the errors and saves.
     name = unique_name("Fixed")
     fill_user_form(page, name=name, email=f"{name.split()[1]}@example.com", hourlyRate="50")

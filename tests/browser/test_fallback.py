@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import ARTIFACTS
+from tests.browser.conftest import picture
 from tests.browser.dashboard import (
     add_user,
     badge,
@@ -65,7 +65,7 @@ def test_firestore_down_shows_the_snapshot_then_functions_down_show_the_cached_c
     expect(rows(page, "users")).to_have_count(users)
     expect(rows(page, "jobs")).to_have_count(jobs)
     expect(row(page, "users", some_user)).to_have_count(1)
-    page.screenshot(path=str(ARTIFACTS / "dashboard-cached-copy.png"))
+    picture(page, "dashboard-cached-copy.png")
     # A new tab has no copy to show: it says the data cannot be loaded.
     fresh = new_page()
     fresh.goto(url)

@@ -34,7 +34,7 @@ from tests.browser.admin import (
     wait_for_new_run,
     wait_until_completed,
 )
-from tests.browser.conftest import ARTIFACTS, BUCKET, ROOT, unsigned_admin_token
+from tests.browser.conftest import BUCKET, ROOT, picture, unsigned_admin_token
 from tests.browser.dashboard import FAST_S, rows, wait_for
 from tests.helpers import firestore_client_at
 from tests.test_migrate import MESSY_USERS
@@ -131,8 +131,7 @@ def test_dry_run_then_migration_of_the_messy_users_ends_as_the_cli_does(stack, n
     assert {entry["index"]: entry["reason"] for entry in report["failures"]} == MESSY_USERS
     expect(message(page)).to_contain_text("The users table was reloaded")
     page.wait_for_timeout(300)
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "migration-panel.png"), full_page=True)
+    picture(page, "migration-panel.png", full_page=True)
     page.locator('#tabs [data-tab="data"]').click()
     expect(rows(page, "users")).to_have_count(users_before + 120, timeout=FAST_S * 1000)
 
@@ -242,7 +241,7 @@ def test_a_large_migration_moves_the_bar_survives_a_reload_and_resumes_when_paus
                       f"the progress bar stayed at {first}")
     expect(page.locator("#migration-progress-text")).to_contain_text("records/s")
     assert first < second < 4000
-    page.screenshot(path=str(ARTIFACTS / "migration-progress.png"))
+    picture(page, "migration-progress.png")
 
     # A reload shows the same run, still going.
     page.reload()

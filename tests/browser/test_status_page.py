@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.admin import choose_file, message, status_row
-from tests.browser.conftest import ARTIFACTS
+from tests.browser.conftest import picture
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -60,7 +60,7 @@ def test_status_page_checks_every_link_and_follows_a_firestore_outage(make_stack
     expect(status_row(page, "migrations")).to_contain_text("completed")
     assert status_row(page, "firestore").locator("td").nth(3).inner_text().endswith(" ms")
     page.wait_for_timeout(300)
-    page.screenshot(path=str(ARTIFACTS / "status-page.png"), full_page=True)
+    picture(page, "status-page.png", full_page=True)
     # The cached copy exists once the tables have loaded in this tab.
     run_checks_until(page, "cache-users", "ok", 20)
     page.locator("#status-copy").click()

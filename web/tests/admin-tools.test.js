@@ -1,19 +1,23 @@
-// Unit tests of the admin views' logic (admin-api.js, migration-panel.js, status-page.js) and
+// Unit tests of the admin views' logic (admin/: api.js, migration/, status-page.js; ui/) and
 // of data-client.js's `cachedCopy`, with node's test runner. No browser: only the pure parts
 // are tested here (the DOM parts run in Chromium in tests/browser/); `fetch` is a small fake.
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { createAdminApi, explain, formatAge, formatBytes, formatDuration, tokenClaims } from '../admin-api.js';
-import { viewOf } from '../admin-tools.js';
-import { ApiError, createDataClient } from '../data-client.js';
+import { createAdminApi, tokenClaims } from '../admin/api.js';
+import { accountRows } from '../admin/migration/report.js';
 import {
-  accountRows, newRunId, nextStep, progressOf, progressText, runIdFromHash, sourceProblem,
-} from '../migration-panel.js';
+  newRunId, nextStep, progressOf, progressText, runIdFromHash,
+} from '../admin/migration/run.js';
+import { sourceProblem } from '../admin/migration/source-form.js';
 import {
   cacheRow, liveRow, readRow, serverRows, statusText, userRow,
-} from '../status-page.js';
+} from '../admin/status-page.js';
+import { viewOf } from '../admin/tools.js';
+import { ApiError, createDataClient } from '../data-client.js';
+import { explain } from '../ui/explain.js';
+import { formatAge, formatBytes, formatDuration } from '../ui/format.js';
 import { FakeBackend, FakeClock, FakeStorage } from './fakes.js';
 
 function jsonResponse(status, body, headers = {}) {

@@ -1,5 +1,5 @@
 /**
- * firebase-live.js: what the demo page needs for the client's live mode, and nothing else.
+ * page/firebase-live.js: what the demo page needs for the client's live mode, and nothing else.
  *
  * Loads the Firebase Web SDK (`firebase-app.js`, `firebase-firestore.js`) by its CDN URLs.
  * The local stack's page maps those URLs to its own copies of the pinned npm package with an
@@ -7,6 +7,8 @@
  * page without the import map loads them from gstatic.com unchanged. Then it makes the
  * Firestore instance that `createDataClient({ live: { sdk, db } })` listens with.
  */
+
+import { createTransport } from '../client/transport.js';
 
 export const FIREBASE_VERSION = '12.19.0'; // the npm package's version (package.json)
 export const FIREBASE_CDN = `https://www.gstatic.com/firebasejs/${FIREBASE_VERSION}`;
@@ -22,16 +24,9 @@ export async function loadWebConfig({ api, local }) {
   const inline = document.querySelector('meta[name="dashboard-firebase"]')?.content.trim();
   if (inline) return JSON.parse(inline);
   if (!local) return null;
-  const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(), CONFIG_TIMEOUT_MS);
-  try {
-    const response = await fetch(`${api}/__/firebase/init.json`, {
-      credentials: 'omit', cache: 'no-store', signal: controller.signal,
-    });
-    return response.ok ? await response.json() : null;
-  } finally {
-    clearTimeout(timer);
-  }
+  const transport = createTransport({ timeoutMs: CONFIG_TIMEOUT_MS });
+  const response = await transport.send(`${api}/__/firebase/init.json`);
+  return response.ok ? response.json() : null;
 }
 
 /**

@@ -1,5 +1,5 @@
 /**
- * status-page.js: every link of the chain, checked from the browser (`#status`).
+ * admin/status-page.js: every link of the chain, checked from the browser (`#status`).
  *
  * One row per link, each with a state (ok, warn, fail, skip, off), a latency and a sentence:
  * - you: the signed-in user and whether the backend takes them as an admin;
@@ -17,9 +17,11 @@
  * the table on the clipboard for a support request.
  */
 
-import {
-  explain, formatAge, formatCount, h, tokenClaims,
-} from './admin-api.js';
+import { h } from '../ui/dom.js';
+import { explain } from '../ui/explain.js';
+import { formatAge, formatCount } from '../ui/format.js';
+import { tokenClaims } from './api.js';
+import { runsList } from './runs-list.js';
 
 export const STATUS_TIMEOUT_MS = 30 * 1000; // the backend's checks have their own deadlines
 export const READ_TIMEOUT_MS = 10 * 1000;
@@ -135,8 +137,8 @@ export function statusText(rows, meta) {
 /**
  * Build the status page in `root`; checks run when it is first shown and on "Run all checks".
  * @param {HTMLElement} root
- * @param {{ api: ReturnType<import('./admin-api.js').createAdminApi>,
- *   client: import('./data-client.js').DataClient, collections: string[] }} options
+ * @param {{ api: ReturnType<import('./api.js').createAdminApi>,
+ *   client: import('../data-client.js').DataClient, collections: string[] }} options
  */
 export function mountStatusPage(root, { api, client, collections }) {
   const runButton = h('button', { type: 'button', class: 'primary', id: 'status-run', text: 'Run all checks' });
@@ -202,15 +204,7 @@ export function mountStatusPage(root, { api, client, collections }) {
   function renderRuns(backend) {
     const runs = backend.body?.runs ?? [];
     runsBox.replaceChildren(...(runs.length === 0 ? [] : [
-      h('h3', { text: 'The newest migration runs' }),
-      h('ul', { class: 'recent-runs' }, runs.map((run) => {
-        const state = run.stalled ? 'stalled' : run.state;
-        return h('li', {}, h('a', { class: 'mono', href: `#migrate/${run.runId}`, text: run.runId }), ' ',
-          h('span', { class: `pill run-state state-${state}`, text: state }),
-          h('span', { class: 'muted', text: ` ${run.collection}${run.dryRun ? ' · dry run' : ''} · `
-            + `${formatCount(run.counts?.written ?? 0)} written, ${formatCount(run.counts?.failed ?? 0)} `
-            + `failed of ${formatCount(run.total ?? 0)} · started ${run.startedAt ?? '?'}` }));
-      }))]));
+      h('h3', { text: 'The newest migration runs' }), runsList(runs, { started: true })]));
   }
 
   async function runAll() {

@@ -1,18 +1,18 @@
 /**
- * admin-tools.js: the dashboard's admin tabs, mounted by app.js with one call.
+ * admin/tools.js: the dashboard's admin tabs, mounted by app.js with one call.
  *
- *   import { mountAdminTools } from './admin-tools.js';
+ *   import { mountAdminTools } from './admin/tools.js';
  *   mountAdminTools({ client, api: config.api, getIdToken });
  *
  * Three views share the page, chosen by the URL's hash: the data (`#data`, the default: the
  * tables and the form), the migration panel (`#migrate`, `#migrate/<runId>` while a run is
- * followed; web/migration-panel.js) and the status page (`#status`; web/status-page.js). The
+ * followed; web/admin/migration/) and the status page (`#status`; web/admin/status-page.js). The
  * views live in `<main class="layout">`, `<section id="migration-panel">` and
  * `<section id="status-page">` of index.html; the tabs are `<nav id="tabs">`.
  */
 
-import { createAdminApi } from './admin-api.js';
-import { mountMigrationPanel } from './migration-panel.js';
+import { createAdminApi } from './api.js';
+import { mountMigrationPanel } from './migration/panel.js';
 import { mountStatusPage } from './status-page.js';
 
 /** The view a hash names: 'migrate', 'status' or 'data'. */
@@ -24,7 +24,7 @@ export function viewOf(hash) {
 
 /**
  * Mount the tabs, the migration panel and the status page.
- * @param {{ client: import('./data-client.js').DataClient, api: string,
+ * @param {{ client: import('../data-client.js').DataClient, api: string,
  *   getIdToken?: (force: boolean) => Promise<string|undefined> }} options
  */
 export function mountAdminTools({ client, api: baseUrl, getIdToken }) {

@@ -1,0 +1,54 @@
+/**
+ * ui/format.js: numbers, sizes, durations, ages, money and dates as the page shows them.
+ */
+
+const integer = new Intl.NumberFormat('en-US');
+const money = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD', maximumFractionDigits: 0 });
+const day = new Intl.DateTimeFormat('en-US', { year: 'numeric', month: 'short', day: 'numeric', timeZone: 'UTC' });
+
+/** 1234 -> "1,234". */
+export function formatCount(value) {
+  return Number.isFinite(value) ? integer.format(value) : '—';
+}
+
+/** Bytes as "12.3 MB" (decimal units, as file managers show them). */
+export function formatBytes(bytes) {
+  if (!Number.isFinite(bytes)) return '?';
+  const units = ['bytes', 'KB', 'MB', 'GB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit += 1;
+  }
+  return unit === 0 ? `${value} bytes` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+/** Seconds as "0:01:05" (hours:minutes:seconds), "—" when unknown. */
+export function formatDuration(seconds) {
+  if (!Number.isFinite(seconds) || seconds < 0) return '—';
+  const s = Math.round(seconds);
+  const mm = String(Math.floor((s % 3600) / 60)).padStart(2, '0');
+  return `${Math.floor(s / 3600)}:${mm}:${String(s % 60).padStart(2, '0')}`;
+}
+
+/** An age in milliseconds as "12 s", "3 min", "2 h", "4 d" ("just now" under `justNowMs`). */
+export function formatAge(ms, { justNowMs = 0 } = {}) {
+  if (ms < justNowMs) return 'just now';
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 90) return `${s} s`;
+  if (s < 90 * 60) return `${Math.round(s / 60)} min`;
+  if (s < 48 * 3600) return `${Math.round(s / 3600)} h`;
+  return `${Math.round(s / 86400)} d`;
+}
+
+/** 73 -> "$73" (whole US dollars). */
+export function formatMoney(value) {
+  return money.format(value);
+}
+
+/** An RFC 3339 date as "Jun 1, 2025" (UTC), "—" when it is not one. */
+export function formatDate(value) {
+  const time = Date.parse(value ?? '');
+  return Number.isNaN(time) ? '—' : day.format(time);
+}
