@@ -10,6 +10,7 @@ built at import: the settings on the first request); tests build fresh ones.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from functions.collection_api.context import ApiContext
@@ -28,7 +29,7 @@ class Instance:
         self._lock = threading.Lock()
         self._parts: dict[str, Any] = {}
 
-    def _part(self, name: str, build: Any) -> Any:
+    def _part(self, name: str, build: Callable[[], Any]) -> Any:
         part = self._parts.get(name)
         if part is None:
             with self._lock:

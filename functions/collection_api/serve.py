@@ -29,8 +29,9 @@ def serve_collection(request: Request, collection: str,
                      context: Callable[[], ApiContext]) -> Response:
     """Entry point body of a collection's HTTP function (`context`: this instance's, built on
     first use)."""
-    return http.handle_request(request, context, lambda ctx: _dispatch(request, collection, ctx),
-                      function=collection, collection=collection)
+    return http.handle_request(request, context,
+                               lambda ctx: _dispatch(request, collection, ctx),
+                               function=collection, collection=collection)
 
 
 def handle(request: Request, collection: str, context: ApiContext) -> Response:

@@ -65,7 +65,7 @@ def serve_migrate(request: Request, context: Callable[[], MigrateContext]) -> Re
     """Entry point body of the `migrate` HTTP function (`context`: this instance's, built on
     first use)."""
     return http.handle_request(request, context, lambda ctx: _dispatch(request, ctx),
-                      function="migrate", collection=request.args.get("collection"))
+                               function="migrate", collection=request.args.get("collection"))
 
 
 def handle(request: Request, context: MigrateContext) -> Response:
