@@ -91,7 +91,7 @@ service cloud.firestore {
   match /databases/{database}/documents {
 
     // A signed-in user whose ID token carries the custom claim admin == true
-    // (set with `python -m functions admin grant EMAIL`).
+    // (set with `python -m ops admin grant EMAIL`).
     function isAdmin() {
       return request.auth != null && request.auth.token.admin == true;
     }

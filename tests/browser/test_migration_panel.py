@@ -186,7 +186,7 @@ def test_bad_inputs_are_explained_and_nothing_is_written(stack, new_page):
         headers={**route.request.headers, "authorization": f"Bearer {token}"}))
     page.reload()
     expect(message(page)).to_contain_text("Your account may not do this")
-    expect(message(page)).to_contain_text("python -m functions admin grant")
+    expect(message(page)).to_contain_text("python -m ops admin grant")
     expect(page.locator("#migration-dry-run")).to_be_disabled()
     assert (count(db, "users"), count(db, "_migrations")) == before
 

@@ -10,7 +10,7 @@
  *   configured" until it does;
  * - this tab's cached copy (`client.cachedCopy(name)`): its age and size;
  * - the backend, through `GET /migrate/status` (admin only): the doctor's own checks
- *   (`python -m functions doctor`) with their latencies: settings, schemas, Firestore, the
+ *   (`python -m ops doctor`) with their latencies: settings, schemas, Firestore, the
  *   bucket, each snapshot's count and age from `snapshots/manifest.json` against Firestore's
  *   count, the publisher's last write, the newest migration runs, the deployed rules.
  * "Run all checks" runs them again (all at once, each with a deadline); "Copy as text" puts
@@ -197,7 +197,7 @@ export function mountStatusPage(root, { api, client, collections }) {
     }
     const failed = backend.body.checks.filter((check) => check.status === 'FAIL').length;
     return [{ ...head, state: failed ? 'warn' : 'ok',
-      text: `the backend ran ${backend.body.checks.length} checks (python -m functions doctor), `
+      text: `the backend ran ${backend.body.checks.length} checks (python -m ops doctor), `
         + `${failed} failed` }, ...serverRows(backend.body)];
   }
 

@@ -32,7 +32,7 @@ export function explain(error, context = {}) {
   if (status === 403) {
     return { what: `Your account may not do this: ${message}.`,
       todo: 'Migration and the backend checks are for admins. An admin can grant the claim '
-        + 'with `python -m functions admin grant YOUR_EMAIL`; sign in again afterwards.' };
+        + 'with `python -m ops admin grant YOUR_EMAIL`; sign in again afterwards.' };
   }
   const byCode = {
     invalid_json: {
