@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8080
 
-.PHONY: dev test lint bench bench-publish bench-migrate bench-status bench-live deploy rules-test install clean
+.PHONY: dev test lint bench bench-publish bench-migrate bench-status bench-live deploy deploy-rehearsal rules-test install clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,10 +41,16 @@ bench: install
 rules-test: install
 	$(PY) -m rules.run
 
-## Deploy to Google Cloud (gcloud and firebase logged in):
+## Deploy to Google Cloud (gcloud and firebase logged in; docs/deploy.md):
 ##   make deploy PROJECT=my-project REGION=europe-west1 [FIRESTORE_LOCATION=eur3] [DRY_RUN=1]
-deploy:
-	$(PYTHON) deploy/deploy.py
+## The deploy imports the code (entry points, settings): it runs with the project's venv.
+deploy: install
+	$(PY) -m deploy.deploy
+
+## The real `make deploy` through the real gcloud and firebase CLIs against a recording fake of
+## Google's APIs on 127.0.0.1, and the uploaded zips run on the emulators (docs/deploy.md).
+deploy-rehearsal: install
+	$(PY) -m pytest tests/test_deploy_rehearsal.py -p no:cacheprovider
 
 ## Snapshot publisher benchmark (reads per event, writes per burst, trailing edge, rebuild).
 bench-publish: install

@@ -71,7 +71,7 @@ GEN2_DEPLOY_FLAGS = {
     "--ingress-settings", "--service-account", "--build-service-account", "--env-vars-file",
     "--memory", "--cpu", "--timeout", "--concurrency", "--min-instances", "--max-instances",
     "--trigger-event-filters", "--trigger-event-filters-path-pattern", "--trigger-location",
-    "--trigger-service-account", "--retry", "--quiet",
+    "--trigger-service-account", "--retry", "--quiet", "--update-labels",
 }
 SECRET_PATTERNS = re.compile(
     r"-----BEGIN|AIza[0-9A-Za-z_-]{20,}|ya29\.|\"private_key\"|password|secret|token=", re.I)
@@ -120,6 +120,8 @@ def parse(output: str) -> Script:
         if "||" in tokens:
             cut = tokens.index("||")
             check = [t for t in tokens[:cut] if t not in (">/dev/null", "2>&1")]
+            if check[:1] == ["test"] and check[1].startswith("$("):  # test "$(check)" = out
+                check = [t for t in shlex.split(check[1][2:-1]) if t != "2>/dev/null"]
             script.unless[len(script.commands)] = check
             tokens = tokens[cut + 1:]
         script.commands.append(tokens)
@@ -428,8 +430,12 @@ def test_apis_database_and_firebase_rules(script):
                 "firestore", "storage", "iam", "firebaserules"):
         assert f"{api}.googleapis.com" in enabled, api
     assert script.find("firebase") == [["firebase", "deploy", "--only",
-                                         "firestore:rules,firestore:indexes", "--project",
+                                         "firestore:rules,firestore:indexes,storage",
+                                         "--config", ".deploy/firebase.json", "--project",
                                          PROJECT, "--non-interactive"]]
+    generated = json.loads(script.files[".deploy/firebase.json"])
+    assert generated["storage"] == [{"bucket": f"{PROJECT}-snapshots",
+                                     "rules": "../storage.rules"}]
     database = script.find("gcloud", "firestore", "databases", "create")[0]
     assert one(database, "--location") == LOCATION
     # The trigger location is checked against the database's real location before deploying.
