@@ -431,11 +431,11 @@ def test_apis_database_and_firebase_rules(script):
         assert f"{api}.googleapis.com" in enabled, api
     assert script.find("firebase") == [["firebase", "deploy", "--only",
                                          "firestore:rules,firestore:indexes,storage",
-                                         "--config", ".deploy/firebase.json", "--project",
+                                         "--config", ".firebase.deploy.json", "--project",
                                          PROJECT, "--non-interactive"]]
-    generated = json.loads(script.files[".deploy/firebase.json"])
+    generated = json.loads(script.files[".firebase.deploy.json"])
     assert generated["storage"] == [{"bucket": f"{PROJECT}-snapshots",
-                                     "rules": "../storage.rules"}]
+                                     "rules": "storage.rules"}]
     database = script.find("gcloud", "firestore", "databases", "create")[0]
     assert one(database, "--location") == LOCATION
     # The trigger location is checked against the database's real location before deploying.

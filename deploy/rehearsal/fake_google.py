@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import datetime
 import json
 import re
 import threading
@@ -287,7 +288,11 @@ class FakeGoogle:
             if name.startswith(prefix) and _index_key(index) == _index_key(body):
                 return 409, _error(409, "index already exists")
         name = prefix + _new_id()
-        resource = self._put(name, {**body, "name": name, "state": "READY"})
+        fields = list(body.get("fields", []))
+        if fields and fields[-1].get("fieldPath") != "__name__":
+            # Firestore stores an index with its implicit last field, as it lists it.
+            fields.append({"fieldPath": "__name__", "order": fields[-1].get("order", "ASCENDING")})
+        resource = self._put(name, {**body, "fields": fields, "name": name, "state": "READY"})
         return 200, self._done(f"projects/{project}/databases/{database}/operations/"
                                f"{_new_id()}", resource)
 
@@ -402,7 +407,7 @@ class FakeGoogle:
         """Store a ruleset (its files as sent)."""
         name = f"projects/{project}/rulesets/{_new_id()}"
         ruleset = {"name": name, "source": body.get("source", {}),
-                   "createTime": "2026-01-01T00:00:00Z"}
+                   "createTime": _now()}
         return 200, _clone(self._put(name, ruleset))
 
     def list_releases(self, project: str, query: dict, **_: Any) -> tuple[int, Any]:
@@ -417,7 +422,8 @@ class FakeGoogle:
         """Point a release at a ruleset."""
         if body["name"] in self.state.resources:
             return 409, _error(409, f"{body['name']} exists")
-        return 200, _clone(self._put(body["name"], {**body, "updateTime": "2026-01-01T00:00Z"}))
+        return 200, _clone(self._put(body["name"], {**body, "createTime": _now(),
+                                                     "updateTime": _now()}))
 
     def update_release(self, project: str, release: str, body: Any = None,
                        **_: Any) -> tuple[int, Any]:
@@ -426,7 +432,8 @@ class FakeGoogle:
         name = release_body.get("name") or f"projects/{project}/releases/{release}"
         if name not in self.state.resources:
             return 404, _error(404, f"{name} not found")
-        return 200, _clone(self._put(name, {**release_body, "updateTime": "2026-01-01T00:00Z"}))
+        stored = self.state.resources[name]
+        return 200, _clone(self._put(name, {**stored, **release_body, "updateTime": _now()}))
 
 
 PROJECT_NUMBER = "123456789012"
@@ -565,6 +572,10 @@ def _handler_for(fake: FakeGoogle) -> type[BaseHTTPRequestHandler]:
         do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _any
 
     return Handler
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
 
 
 def _clone(value: Any) -> Any:
