@@ -43,9 +43,10 @@ rules-test: install
 
 ## Deploy to Google Cloud (gcloud and firebase logged in; docs/deploy.md):
 ##   make deploy PROJECT=my-project REGION=europe-west1 [FIRESTORE_LOCATION=eur3] [DRY_RUN=1]
-## The deploy imports the code (entry points, settings): it runs with the project's venv.
+## The deploy imports the code (entry points, settings): it runs with the project's venv, and
+## the firebase CLI pinned in package.json.
 deploy: install
-	$(PY) -m deploy.deploy
+	PATH="$(CURDIR)/node_modules/.bin:$$PATH" $(PY) -m deploy.deploy
 
 ## The real `make deploy` through the real gcloud and firebase CLIs against a recording fake of
 ## Google's APIs on 127.0.0.1, and the uploaded zips run on the emulators (docs/deploy.md).

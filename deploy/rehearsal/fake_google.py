@@ -394,6 +394,7 @@ class FakeGoogle:
         updated = _clone(found)
         mask = query.get("updateMask", [""])[0]
         for path in filter(None, mask.split(",")):
+            path = re.sub(r"_([a-z])", lambda m: m.group(1).upper(), path)  # JSON names
             _set_path(updated, path, _get_path(body, path))
         resource = self._put(name, _function(updated, name, project, region))
         return 200, self._done(f"projects/{project}/locations/{region}/operations/{_new_id()}",
