@@ -3,7 +3,7 @@
 Deploy settings (`PROJECT`, `REGION`, `FIRESTORE_LOCATION`, `RUNTIME`, the service account
 ids, `DEPLOY_<KIND>_*` resources, `REPORT_RETENTION_DAYS`) are checked here; the application
 settings (`COLLECTIONS`, `ALLOWED_ORIGINS`, ...) by the functions' own code
-(`deploy.code.app_settings`). docs/deploy.md lists them all.
+(`deploy.application.app_settings`). docs/deploy.md lists them all.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy import code
-from deploy.code import DeployError
+from deploy import application
+from deploy.application import DeployError
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = ".deploy"
@@ -133,11 +133,11 @@ class Config:
         if not LOCATION.match(location):
             raise DeployError(f"FIRESTORE_LOCATION {location!r} is not a location like "
                               "eur3, nam5 or europe-west1")
-        app_env = {name: env[name].strip() for name in code.app_setting_names()
+        app_env = {name: env[name].strip() for name in application.app_setting_names()
                    if (env.get(name) or "").strip()}
         app_env["GOOGLE_CLOUD_PROJECT"] = project
         app_env.setdefault("SNAPSHOT_BUCKET", f"{project}-snapshots")
-        settings = code.app_settings(app_env)
+        settings = application.app_settings(app_env)
         app_env.setdefault("COLLECTIONS", ",".join(settings.collections))
         for name, value in app_env.items():
             if SECRET_LIKE.search(name) or "-----BEGIN" in value:

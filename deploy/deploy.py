@@ -9,12 +9,12 @@ function whose source or settings changed since its last deploy. `DRY_RUN=1` pri
 command, as a shell script, and runs nothing.
 
 The functions are derived, not listed: every entry point of `main.py` (imported: see
-`deploy/code.py` for what the deploy reads from the code) joins the deploy as it lands, the
+`deploy/application.py` for what the deploy reads from the code) joins the deploy as it lands, the
 read API once per configured collection, `publish_snapshot` as one Firestore trigger per
 collection. An entry point the deploy does not know, or a configured collection without
 one, stops the deploy before anything runs, so a rename cannot silently break it.
 
-Modules: `deploy.code` (the application's code: entry points, settings, uploaded files),
+Modules: `deploy.application` (the application's code: entry points, settings, uploaded files),
 `deploy.config` (the deploy's settings), `deploy.plan` (the steps), this one (print or run).
 Settings: docs/deploy.md. Rehearsed end to end against a fake of Google's APIs by
 `make deploy-rehearsal` (`deploy/rehearsal/`).
@@ -35,7 +35,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: `python deploy/deploy.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from deploy.code import MAIN, ROOT, DeployError, app_setting_names, entry_points
+from deploy.application import MAIN, ROOT, DeployError, app_setting_names, entry_points
 from deploy.config import Config
 from deploy.plan import Command, Plan, WriteFile, build_plan
 

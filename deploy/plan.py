@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy import code
-from deploy.code import DeployError, EntryPoint
+from deploy import application
+from deploy.application import DeployError, EntryPoint
 from deploy.config import (
     APIS,
     DIGEST_CHARS,
@@ -68,9 +68,9 @@ class Plan:
                                   expect, retries, unless_output))
 
 
-def build_plan(config: Config, main_py: Path = code.MAIN) -> Plan:
+def build_plan(config: Config, main_py: Path = application.MAIN) -> Plan:
     """Every step of a deploy of main.py's entry points with these settings."""
-    points = code.entry_points(main_py)
+    points = application.entry_points(main_py)
     plan = Plan()
     reads, others = _classify(config, points, plan)
     project = f"--project={config.project}"
@@ -143,7 +143,7 @@ def build_plan(config: Config, main_py: Path = code.MAIN) -> Plan:
     common = ("--gen2", project, f"--region={config.region}", f"--runtime={config.runtime}",
               "--source=.", f"--service-account={sa}",
               f"--build-service-account=projects/{config.project}/serviceAccounts/{build_sa}")
-    source = code.source_digest()
+    source = application.source_digest()
 
     def deploy(name: str, kind: str, *flags: str, why: str) -> None:
         _deploy_function(plan, config, source, name, kind, common + flags, why)
@@ -271,7 +271,7 @@ def env_yaml(config: Config, *, threads: int) -> str:
     instance deployed with `--concurrency=80` would queue all but four.
     """
     lines = ["# Written by deploy/deploy.py from the settings; credentials never go here."]
-    order = {name: index for index, name in enumerate(code.app_setting_names())}
+    order = {name: index for index, name in enumerate(application.app_setting_names())}
     ordered = sorted(config.app_env.items(), key=lambda item: order.get(item[0], len(order)))
     lines += [f"{name}: {json.dumps(value)}" for name, value in ordered]
     lines.append(f"THREADS: {json.dumps(str(threads))}")
@@ -282,7 +282,7 @@ def firebase_json(config: Config) -> str:
     """The repository's firebase.json for this deploy: its rules and indexes files, for the
     configured database, and its Storage rules for the snapshot bucket (the `storage` entry
     of firebase.json names no bucket: the CLI would pick the project's default bucket)."""
-    repo = json.loads((code.ROOT / "firebase.json").read_text(encoding="utf-8"))
+    repo = json.loads((application.ROOT / "firebase.json").read_text(encoding="utf-8"))
     up = "../" * len(Path(FIREBASE_CONFIG).parent.parts)
     firestore = repo["firestore"]
     return json.dumps({

@@ -63,7 +63,7 @@ class Settings:
         """Read and validate the settings; raise `ConfigError` naming the first bad variable.
 
         `names_read`, when given, receives the name of each variable read, in order: the
-        deploy writes exactly these to the functions' environment (deploy/code.py).
+        deploy writes exactly these to the functions' environment (deploy/application.py).
         """
         env = dict(os.environ if env is None else env)
         reader = _Reader(env, names_read)

@@ -25,8 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy import code as deploy_code
-from deploy import deploy
+from deploy import application, deploy
 from deploy.rehearsal import uploads
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -544,7 +543,7 @@ def test_gcloud_itself_accepts_every_command(script, tmp_path):
 def test_gcloudignore_uploads_the_runtime_code_only(tmp_path):
     """gcloud's own zip builder (what `gcloud functions deploy --source=.` uploads) on a copy of
     the runtime code among decoys: exactly the allow-list comes out."""
-    for path in deploy_code.uploaded_files():
+    for path in application.uploaded_files():
         target = tmp_path / path.relative_to(ROOT)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
@@ -562,7 +561,7 @@ def test_gcloudignore_uploads_the_runtime_code_only(tmp_path):
     for kept in ("main.py", "requirements.txt", "functions/read_api.py", "functions/__init__.py",
                  "shared/settings.py", "schemas/users.schema.json"):
         assert kept in names, kept
-    assert names == {p.relative_to(ROOT).as_posix() for p in deploy_code.uploaded_files()}
+    assert names == {p.relative_to(ROOT).as_posix() for p in application.uploaded_files()}
 
 
 def test_everything_main_py_imports_is_uploaded():

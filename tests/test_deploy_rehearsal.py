@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from deploy import code
+from deploy import application
 from deploy.rehearsal import uploads
 from deploy.rehearsal.clients import FIREBASE, GCLOUD, client_env, run_deploy
 from deploy.rehearsal.fake_google import FakeGoogle, Recorded
@@ -42,11 +42,13 @@ SHELL = {"ALLOWED_ORIGINS": "https://dash.example.org", "CACHE_TTL_S": "30",
          "FIRESTORE_EMULATOR_HOST": "127.0.0.1:9", "STORAGE_EMULATOR_HOST": "http://127.0.0.1:9",
          "DEPLOY_API_TOKEN": "abc123-do-not-leak"}
 CHANGED = {"DEPLOY_MIGRATE_MAX_INSTANCES": "3"}
+# The module's three deploys run in the first test's setup (about a minute; more when busy).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 FUNCTIONS = {"users", "jobs", "migrate", "publish-snapshot-users", "publish-snapshot-jobs"}
 SA = f"serviceAccount:dashboard-functions@{PROJECT}.iam.gserviceaccount.com"
 EVENTS_SA = f"serviceAccount:dashboard-events@{PROJECT}.iam.gserviceaccount.com"
 BUILD_SA = f"serviceAccount:dashboard-build@{PROJECT}.iam.gserviceaccount.com"
-# Never in an upload (the allow-list is code.UPLOADED; these are checked by name too).
+# Never in an upload (the allow-list is application.UPLOADED; these are checked by name too).
 NEVER_UPLOADED = ("tests/", "bench/", ".venv/", "node_modules/", "deploy/", "dev/", "docs/",
                   "emulators/", "ops/", "data/", "web/", ".deploy/", ".git/")
 
@@ -178,7 +180,7 @@ def test_every_function_as_deployed(rehearsal):
 
 
 def test_functions_get_only_the_settings_they_read_never_emulator_hosts(rehearsal):
-    readable = set(code.app_setting_names()) | {"THREADS"}
+    readable = set(application.app_setting_names()) | {"THREADS"}
     for name, body in function_bodies(rehearsal.runs[0]).items():
         env = body["serviceConfig"]["environmentVariables"]
         assert set(env) <= readable, (name, set(env) - readable)
@@ -276,14 +278,14 @@ def test_every_upload_holds_the_runtime_code_and_nothing_else(rehearsal):
     assert len(zips) == len(FUNCTIONS) + 1  # five from zero, migrate again
     repo_code = {p.relative_to(ROOT).as_posix() for top in ("functions", "shared")
                  for p in (ROOT / top).rglob("*.py") if "__pycache__" not in p.parts}
-    allowed = {p.relative_to(ROOT).as_posix() for p in code.uploaded_files()}
+    allowed = {p.relative_to(ROOT).as_posix() for p in application.uploaded_files()}
     for upload in zips.values():
         names = set(uploads.file_names(upload))
         assert repo_code <= names, sorted(repo_code - names)
         assert {"main.py", "requirements.txt"} <= names
         assert names == allowed, (sorted(names - allowed), sorted(allowed - names))
         for name in names:
-            assert name.split("/")[0] in code.UPLOADED, name
+            assert name.split("/")[0] in application.UPLOADED, name
             assert not name.startswith(NEVER_UPLOADED) and not name.endswith(".pyc"), name
             assert not re.search(r"(^|/)\.env|credential|service-account|\.pem$", name), name
 

@@ -3,7 +3,8 @@
 This is a fake only of Google's servers (Service Usage, Resource Manager, IAM, Firestore
 admin, Cloud Storage JSON, Cloud Functions v2, Cloud Run IAM, Firebase Rules, Firebase
 management, OAuth token): Google's APIs cannot run here. The clients are real: gcloud and the
-firebase CLI send it what they would send Google (`deploy/rehearsal/run.py` points them here).
+firebase CLI send it what they would send Google (`deploy/rehearsal/clients.py` points them
+here; `fake_http.py` is its HTTP side).
 
 It keeps what they create (a second deploy sees the first's functions, bucket, accounts,
 policies and rules releases), answers long-running operations as done, keeps every zip gcloud
@@ -25,23 +26,13 @@ import re
 import threading
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+
+from deploy.rehearsal.fake_http import Recorded, error_body, make_handler
 
 OPERATION_TYPE = "type.googleapis.com/google.cloud.functions.v2.OperationMetadata"
 FUNCTION_STATE_ACTIVE = "ACTIVE"
-
-
-@dataclass
-class Recorded:
-    """One request as the fake received it (body decoded as JSON when it is JSON)."""
-
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    body: Any
-    status: int = 0
 
 
 @dataclass
@@ -64,7 +55,7 @@ class FakeGoogle:
         self.unknown: list[str] = []
         self.changes: list[tuple[str, str]] = []
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(self))
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -112,7 +103,7 @@ class FakeGoogle:
             if match:
                 return action(path=path, query=query, body=body, **match.groupdict())
         self.unknown.append(f"{method} {path}")
-        return 404, _error(404, f"the rehearsal's fake does not know {method} {path}")
+        return 404, error_body(404, f"the rehearsal's fake does not know {method} {path}")
 
     def routes(self) -> list[tuple[str, str, Any]]:
         """(path regex, method, action) in order; the first match answers."""
@@ -200,7 +191,7 @@ class FakeGoogle:
     def get_resource(self, path: str = "", **_: Any) -> tuple[int, Any]:
         """A stored resource by its path (404 when absent)."""
         found = self.state.resources.get(path.split("/", 2)[2] if path.startswith("/v") else path)
-        return (200, _clone(found)) if found else (404, _error(404, f"{path} not found"))
+        return (200, _clone(found)) if found else (404, error_body(404, f"{path} not found"))
 
     def operation(self, path: str = "", **_: Any) -> tuple[int, Any]:
         """Every operation is done at once."""
@@ -270,7 +261,7 @@ class FakeGoogle:
         database = query.get("databaseId", ["(default)"])[0]
         name = f"projects/{project}/databases/{database}"
         if name in self.state.resources:
-            return 409, _error(409, f"{name} exists")
+            return 409, error_body(409, f"{name} exists")
         resource = self._put(name, {**body, "name": name, "uid": _new_id()})
         return 200, self._done(f"{name}/operations/{_new_id()}", resource)
 
@@ -286,7 +277,7 @@ class FakeGoogle:
         prefix = f"projects/{project}/databases/{database}/collectionGroups/{group}/indexes/"
         for name, index in self.state.resources.items():
             if name.startswith(prefix) and _index_key(index) == _index_key(body):
-                return 409, _error(409, "index already exists")
+                return 409, error_body(409, "index already exists")
         name = prefix + _new_id()
         fields = list(body.get("fields", []))
         if fields and fields[-1].get("fieldPath") != "__name__":
@@ -313,13 +304,13 @@ class FakeGoogle:
     def get_account(self, email: str, **_: Any) -> tuple[int, Any]:
         """A service account by e-mail."""
         found = self.state.resources.get(f"serviceAccounts/{email}")
-        return (200, _clone(found)) if found else (404, _error(404, f"{email} not found"))
+        return (200, _clone(found)) if found else (404, error_body(404, f"{email} not found"))
 
     def create_account(self, project: str, body: Any = None, **_: Any) -> tuple[int, Any]:
         """Create a service account."""
         email = f"{body['accountId']}@{project}.iam.gserviceaccount.com"
         if f"serviceAccounts/{email}" in self.state.resources:
-            return 409, _error(409, f"{email} exists")
+            return 409, error_body(409, f"{email} exists")
         account = {**body.get("serviceAccount", {}), "email": email, "projectId": project,
                    "name": f"projects/{project}/serviceAccounts/{email}",
                    "uniqueId": str(uuid.uuid4().int)[:21]}
@@ -328,13 +319,13 @@ class FakeGoogle:
     def get_bucket(self, bucket: str, **_: Any) -> tuple[int, Any]:
         """A bucket's metadata."""
         found = self.state.resources.get(f"b/{bucket}")
-        return (200, _clone(found)) if found else (404, _error(404, f"{bucket} not found"))
+        return (200, _clone(found)) if found else (404, error_body(404, f"{bucket} not found"))
 
     def create_bucket(self, query: dict, body: Any = None, **_: Any) -> tuple[int, Any]:
         """Create a bucket."""
         name = body["name"]
         if f"b/{name}" in self.state.resources:
-            return 409, _error(409, f"{name} exists")
+            return 409, error_body(409, f"{name} exists")
         bucket = {**body, "kind": "storage#bucket", "id": name,
                   "projectNumber": PROJECT_NUMBER, "location": body.get("location", "US").upper(),
                   "metageneration": "1", "etag": "CAE="}
@@ -344,7 +335,7 @@ class FakeGoogle:
         """Update a bucket's metadata (fields given replace the stored ones)."""
         found = self.state.resources.get(f"b/{bucket}")
         if found is None:
-            return 404, _error(404, f"{bucket} not found")
+            return 404, error_body(404, f"{bucket} not found")
         return 200, _clone(self._put(f"b/{bucket}", _merge(found, body)))
 
     def get_bucket_policy(self, bucket: str, **_: Any) -> tuple[int, Any]:
@@ -379,7 +370,7 @@ class FakeGoogle:
         function_id = query.get("functionId", [""])[0]
         name = f"projects/{project}/locations/{region}/functions/{function_id}"
         if name in self.state.resources:
-            return 409, _error(409, f"{name} exists")
+            return 409, error_body(409, f"{name} exists")
         resource = self._put(name, _function(body, name, project, region))
         return 200, self._done(f"projects/{project}/locations/{region}/operations/{_new_id()}",
                                _clone(resource), functions=True)
@@ -390,7 +381,7 @@ class FakeGoogle:
         name = f"projects/{project}/locations/{region}/functions/{function}"
         found = self.state.resources.get(name)
         if found is None:
-            return 404, _error(404, f"{name} not found")
+            return 404, error_body(404, f"{name} not found")
         updated = _clone(found)
         mask = query.get("updateMask", [""])[0]
         for path in filter(None, mask.split(",")):
@@ -422,7 +413,7 @@ class FakeGoogle:
     def create_release(self, project: str, body: Any = None, **_: Any) -> tuple[int, Any]:
         """Point a release at a ruleset."""
         if body["name"] in self.state.resources:
-            return 409, _error(409, f"{body['name']} exists")
+            return 409, error_body(409, f"{body['name']} exists")
         return 200, _clone(self._put(body["name"], {**body, "createTime": _now(),
                                                      "updateTime": _now()}))
 
@@ -432,7 +423,7 @@ class FakeGoogle:
         release_body = body.get("release", body)
         name = release_body.get("name") or f"projects/{project}/releases/{release}"
         if name not in self.state.resources:
-            return 404, _error(404, f"{name} not found")
+            return 404, error_body(404, f"{name} not found")
         stored = self.state.resources[name]
         return 200, _clone(self._put(name, {**stored, **release_body, "updateTime": _now()}))
 
@@ -497,82 +488,6 @@ def _function(body: dict, name: str, project: str, region: str) -> dict:
     service["uri"] = f"https://{function_id}-rehearsal-{region}.a.run.app"
     return resource
 
-
-def _error(code: int, message: str) -> dict:
-    status = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-              409: "ALREADY_EXISTS"}.get(code, "UNKNOWN")
-    return {"error": {"code": code, "message": message, "status": status}}
-
-
-def _handler_for(fake: FakeGoogle) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: Any) -> None:  # quiet: the requests are recorded
-            pass
-
-        def do_CONNECT(self) -> None:
-            if fake.is_own_host(self.path):
-                # A tunnel to this server itself: the requests follow on this connection.
-                self.send_response_only(200, "Connection Established")
-                self.end_headers()
-                self.close_connection = False  # whatever the CONNECT's headers said
-                return
-            with fake.lock:
-                fake.refused.append(f"CONNECT {self.path}")
-            self._send(403, _error(403, f"the rehearsal refuses {self.path}: nothing may "
-                                        "leave the machine"), close=True)
-
-        def _any(self) -> None:
-            parts = urlsplit(self.path)
-            host = parts.netloc or self.headers.get("Host", "")
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                raw = self._chunked()
-            if not fake.is_own_host(host):
-                with fake.lock:
-                    fake.refused.append(f"{self.command} {host}{parts.path}")
-                self._send(403, _error(403, f"the rehearsal refuses host {host}"), close=True)
-                return
-            query = parse_qs(parts.query)
-            body: Any = raw
-            if raw and "json" in self.headers.get("Content-Type", "json"):
-                try:
-                    body = json.loads(raw)
-                except ValueError:
-                    body = raw
-            record = Recorded(self.command, parts.path, query, body)
-            with fake.lock:
-                fake.requests.append(record)
-                status, answer = fake.handle(self.command, parts.path, query, body)
-                record.status = status
-            self._send(status, answer)
-
-        def _chunked(self) -> bytes:
-            data = b""
-            while True:
-                size = int(self.rfile.readline().strip() or b"0", 16)
-                if size == 0:
-                    self.rfile.readline()
-                    return data
-                data += self.rfile.read(size)
-                self.rfile.readline()
-
-        def _send(self, status: int, answer: Any, *, close: bool = False) -> None:
-            payload = b"" if answer is None else json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
-            self.send_header("Content-Length", str(len(payload)))
-            if close:
-                self.send_header("Connection", "close")
-                self.close_connection = True
-            self.end_headers()
-            self.wfile.write(payload)
-
-        do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _any
-
-    return Handler
 
 
 def _now() -> str:
