@@ -220,7 +220,7 @@ def _classify(config: Config, points: list[EntryPoint],
             raise DeployError(
                 f"main.py:{point.line} defines {point.name} ({point.kind}), which the deploy "
                 f"does not know: serve a configured collection, or add it to KNOWN_FUNCTIONS "
-                f"in deploy/deploy.py (public or private)")
+                f"in deploy/config.py (public or private)")
         if point.kind != "http":
             raise DeployError(f"main.py:{point.line} {point.name} serves {collection} and must "
                               "be @functions_framework.http")
