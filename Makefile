@@ -7,7 +7,7 @@ PORT ?= 8080
 # The browser tests' headless Chromium (tests/browser/conftest.py reads CHROMIUM_PATH).
 export CHROMIUM_PATH ?= /usr/bin/chromium
 
-.PHONY: dev test lint bench bench-publish bench-migrate bench-status bench-live deploy rules-test install clean chromium
+.PHONY: dev test lint bench bench-publish bench-migrate bench-status bench-live deploy deploy-rehearsal rules-test install clean chromium
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,10 +58,17 @@ bench: install
 rules-test: install
 	$(PY) -m rules.run
 
-## Deploy to Google Cloud (gcloud and firebase logged in):
+## Deploy to Google Cloud (gcloud and firebase logged in; docs/deploy.md):
 ##   make deploy PROJECT=my-project REGION=europe-west1 [FIRESTORE_LOCATION=eur3] [DRY_RUN=1]
-deploy:
-	$(PYTHON) deploy/deploy.py
+## The deploy imports the code (entry points, settings): it runs with the project's venv, and
+## the firebase CLI pinned in package.json.
+deploy: install
+	PATH="$(CURDIR)/node_modules/.bin:$$PATH" $(PY) -m deploy.deploy
+
+## The real `make deploy` through the real gcloud and firebase CLIs against a recording fake of
+## Google's APIs on 127.0.0.1, and the uploaded zips run on the emulators (docs/deploy.md).
+deploy-rehearsal: install
+	$(PY) -m pytest tests/test_deploy_rehearsal.py -p no:cacheprovider
 
 ## Snapshot publisher benchmark (reads per event, writes per burst, trailing edge, rebuild).
 bench-publish: install

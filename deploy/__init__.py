@@ -1,1 +1,1 @@
-"""Deployment to Google Cloud (`deploy/deploy.py`, run by `make deploy`); never deployed itself."""
+"""Deployment to Google Cloud (`make deploy`, docs/deploy.md); never uploaded itself."""

@@ -57,10 +57,15 @@ class Settings:
         return bool(self.environ.get("FIRESTORE_EMULATOR_HOST"))
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read and validate the settings; raise `ConfigError` naming the first bad variable."""
+    def from_env(cls, env: Mapping[str, str] | None = None, *,
+                 names_read: list[str] | None = None) -> Settings:
+        """Read and validate the settings; raise `ConfigError` naming the first bad variable.
+
+        `names_read`, when given, receives the name of each variable read, in order: the
+        deploy writes exactly these to the functions' environment (deploy/application.py).
+        """
         env = dict(os.environ if env is None else env)
-        reader = _Reader(env)
+        reader = _Reader(env, names_read)
         project = reader.text("GOOGLE_CLOUD_PROJECT", required=True, pattern=_PROJECT_ID)
         collections = reader.names("COLLECTIONS", default="users,jobs")
         settings = cls(
@@ -122,10 +127,13 @@ class Settings:
 class _Reader:
     """Typed access to environment variables with errors that name the variable."""
 
-    def __init__(self, env: Mapping[str, str]):
+    def __init__(self, env: Mapping[str, str], names_read: list[str] | None = None):
         self.env = env
+        self.names_read = names_read
 
     def _raw(self, name: str) -> str | None:
+        if self.names_read is not None and name not in self.names_read:
+            self.names_read.append(name)
         value = self.env.get(name)
         if value is None or not value.strip():
             return None

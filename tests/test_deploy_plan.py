@@ -4,14 +4,14 @@ A main.py fixture with all four entry points and two collections, then the real 
 function deployed has its entry point with the right decorator, one Firestore trigger per
 collection with the right path pattern, no secret anywhere, gen2-valid flags and resources,
 least-privilege service accounts, a private bucket with its lifecycle rule, and an upload
-that leaves everything but the runtime code behind. Renames and missing entry points fail.
+that leaves everything but the runtime code behind (gcloud's own zip builder). Renames and
+missing entry points fail. The real deploy, run: tests/test_deploy_rehearsal.py.
 """
 
 from __future__ import annotations
 
 import ast
 import concurrent.futures
-import fnmatch
 import json
 import os
 import re
@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy import deploy
+from deploy import application, deploy
+from deploy.rehearsal import uploads
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "deploy" / "deploy.py"
@@ -71,7 +72,7 @@ GEN2_DEPLOY_FLAGS = {
     "--ingress-settings", "--service-account", "--build-service-account", "--env-vars-file",
     "--memory", "--cpu", "--timeout", "--concurrency", "--min-instances", "--max-instances",
     "--trigger-event-filters", "--trigger-event-filters-path-pattern", "--trigger-location",
-    "--trigger-service-account", "--retry", "--quiet",
+    "--trigger-service-account", "--retry", "--quiet", "--update-labels",
 }
 SECRET_PATTERNS = re.compile(
     r"-----BEGIN|AIza[0-9A-Za-z_-]{20,}|ya29\.|\"private_key\"|password|secret|token=", re.I)
@@ -120,6 +121,8 @@ def parse(output: str) -> Script:
         if "||" in tokens:
             cut = tokens.index("||")
             check = [t for t in tokens[:cut] if t not in (">/dev/null", "2>&1")]
+            if check[:1] == ["test"] and check[1].startswith("$("):  # test "$(check)" = out
+                check = [t for t in shlex.split(check[1][2:-1]) if t != "2>/dev/null"]
             script.unless[len(script.commands)] = check
             tokens = tokens[cut + 1:]
         script.commands.append(tokens)
@@ -428,8 +431,12 @@ def test_apis_database_and_firebase_rules(script):
                 "firestore", "storage", "iam", "firebaserules"):
         assert f"{api}.googleapis.com" in enabled, api
     assert script.find("firebase") == [["firebase", "deploy", "--only",
-                                         "firestore:rules,firestore:indexes", "--project",
+                                         "firestore:rules,firestore:indexes,storage",
+                                         "--config", ".firebase.deploy.json", "--project",
                                          PROJECT, "--non-interactive"]]
+    generated = json.loads(script.files[".firebase.deploy.json"])
+    assert generated["storage"] == [{"bucket": f"{PROJECT}-snapshots",
+                                     "rules": "storage.rules"}]
     database = script.find("gcloud", "firestore", "databases", "create")[0]
     assert one(database, "--location") == LOCATION
     # The trigger location is checked against the database's real location before deploying.
@@ -533,57 +540,28 @@ def test_gcloud_itself_accepts_every_command(script, tmp_path):
 
 # --- the upload and the real run ---------------------------------------------------------------
 
-def _patterns(text: str) -> list[tuple[bool, bool, bool, str]]:
-    found = []
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        negate = line.startswith("!")
-        line = line.lstrip("!")
-        directory = line.endswith("/")
-        line = line.rstrip("/")
-        anchored = line.startswith("/") or "/" in line
-        found.append((negate, anchored, directory, line.lstrip("/")))
-    return found
-
-
-def _matches(parts: list[str], is_dir: bool, patterns) -> bool:
-    result = False
-    for negate, anchored, directory, glob in patterns:
-        if directory and not is_dir:
-            continue
-        if anchored:
-            pieces = glob.split("/")
-            hit = len(pieces) == len(parts) and all(
-                fnmatch.fnmatchcase(p, g) for p, g in zip(parts, pieces, strict=True))
-        else:
-            hit = fnmatch.fnmatchcase(parts[-1], glob)
-        if hit:
-            result = not negate
-    return result
-
-
-def uploaded(path: str, patterns) -> bool:
-    """Whether gcloud uploads `path` (.gitignore semantics: an ignored directory stays out)."""
-    parts = path.split("/")
-    for depth in range(1, len(parts)):
-        if _matches(parts[:depth], True, patterns):
-            return False
-    return not _matches(parts, path.endswith("/"), patterns)
-
-
-def test_gcloudignore_uploads_the_runtime_code_only():
-    patterns = _patterns((ROOT / ".gcloudignore").read_text())
+def test_gcloudignore_uploads_the_runtime_code_only(tmp_path):
+    """gcloud's own zip builder (what `gcloud functions deploy --source=.` uploads) on a copy of
+    the runtime code among decoys: exactly the allow-list comes out."""
+    for path in application.uploaded_files():
+        target = tmp_path / path.relative_to(ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    shutil.copyfile(ROOT / ".gcloudignore", tmp_path / ".gcloudignore")
+    left = ("tests/test_units.py", "bench/read_bench.py", ".venv/bin/python",
+            "node_modules/x/index.js", "emulators/harness.py", "dev/stack.py",
+            "docs/operations.md", "deploy/deploy.py", ".deploy/env.yaml", "README.md",
+            "data/legacy/users.json", ".git/config", "service-account.json", ".env",
+            "shared/__pycache__/settings.cpython-312.pyc", "Makefile", "package.json",
+            "ops/__init__.py", "functions/x/__pycache__/a.pyc", ".firebase.deploy.json")
+    for decoy in left:
+        (tmp_path / decoy).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / decoy).write_text("decoy")
+    names = {n for n in uploads.gcloud_zip_names(tmp_path) if not n.endswith("/")}
     for kept in ("main.py", "requirements.txt", "functions/read_api.py", "functions/__init__.py",
                  "shared/settings.py", "schemas/users.schema.json"):
-        assert uploaded(kept, patterns), kept
-    for left in ("tests/test_units.py", "bench/read_bench.py", ".venv/bin/python",
-                 "node_modules/x/index.js", "emulators/harness.py", "dev/stack.py",
-                 "docs/operations.md", "deploy/deploy.py", ".deploy/env.yaml", "README.md",
-                 "data/legacy/users.json", ".git/config", "service-account.json", ".env",
-                 "shared/__pycache__/settings.cpython-312.pyc", "Makefile", "package.json"):
-        assert not uploaded(left, patterns), left
+        assert kept in names, kept
+    assert names == {p.relative_to(ROOT).as_posix() for p in application.uploaded_files()}
 
 
 def test_everything_main_py_imports_is_uploaded():
@@ -595,9 +573,9 @@ def test_everything_main_py_imports_is_uploaded():
     assert done.returncode == 0, done.stderr
     files = [str(Path(f).relative_to(ROOT)) for f in json.loads(done.stdout)
              if "site-packages" not in f]
-    patterns = _patterns((ROOT / ".gcloudignore").read_text())
+    uploaded = set(uploads.gcloud_zip_names(ROOT))
     assert "main.py" in files
-    assert [f for f in files if not uploaded(f, patterns)] == []
+    assert [f for f in files if f not in uploaded] == []
 
 
 def test_a_real_run_executes_the_plan_in_order(tmp_path, monkeypatch):
