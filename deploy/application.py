@@ -7,7 +7,7 @@ The whole interface, so a restructure of the code can keep it working:
   point; its kind is what the decorator registered in functions-framework's registry
   (`functions_framework._function_registry.REGISTRY_MAP`, the registry `functions-framework
   --target` reads). A read entry point is named after its collection; the collection a
-  function hands to a `serve(...)` call is read from its compiled constants, to name a
+  function hands to `serve_collection(...)` is read from its compiled constants, to name a
   renamed entry point in the error.
 - `shared.settings.Settings.from_env(env, names_read=[...])`: validates the application
   settings (the deploy refuses what the functions would) and lists the variables it reads,
@@ -87,9 +87,9 @@ def entry_points(main_py: Path = MAIN) -> list[EntryPoint]:
 
 
 def _served_collection(function: Any) -> str | None:
-    """The string constant handed to a `serve(...)` call (`read_api.serve(request, "users")`)."""
+    """The collection handed to `serve_collection(request, "users", ...)`, if any."""
     code = function.__code__
-    if "serve" not in code.co_names:
+    if "serve_collection" not in code.co_names:
         return None
     names = [c for c in code.co_consts if isinstance(c, str) and c != function.__doc__
              and _COLLECTION.match(c)]

@@ -239,7 +239,7 @@ def _classify(config: Config, points: list[EntryPoint],
         raise DeployError(
             f"collection {missing[0]} is configured but main.py has no entry point for it: add "
             f"`@functions_framework.http def {missing[0]}(request): return "
-            f"read_api.serve(request, {missing[0]!r})`")
+            f"serve_collection(request, {missing[0]!r}, INSTANCE.collection_api)`")
     present = {point.name for point in points}
     for name in KNOWN_FUNCTIONS:
         if name not in present:

@@ -37,31 +37,32 @@ FOUR_ENTRY_POINTS = '''
 
 import functions_framework
 
-from functions import read_api
+from functions.collection_api.serve import serve_collection
+from functions.instance import LazyInstance
+from functions.migrate.routes import serve_migrate
+from functions.publish.serve import handle_event
+
+INSTANCE = LazyInstance()
 
 
 @functions_framework.http
 def users(request):
-    return read_api.serve(request, "users")
+    return serve_collection(request, "users", INSTANCE.collection_api)
 
 
 @functions_framework.http
 def jobs(request):
-    return read_api.serve(request, "jobs")
+    return serve_collection(request, "jobs", INSTANCE.collection_api)
 
 
 @functions_framework.http
 def migrate(request):
-    from functions import migrate as module
-
-    return module.serve(request)
+    return serve_migrate(request, INSTANCE.migrate)
 
 
 @functions_framework.cloud_event
 def publish_snapshot(cloud_event):
-    from functions import publish_snapshot as module
-
-    return module.handle(cloud_event)
+    handle_event(cloud_event, INSTANCE.publisher)
 '''
 
 # Every flag of `gcloud functions deploy` the plan may use: a typo or a gen1-only flag
@@ -467,7 +468,7 @@ def test_the_real_main_py_deploys_every_entry_point_it_has():
 def test_a_collection_joins_the_deploy_with_its_entry_point(tmp_path, main_py):
     only_users = tmp_path / "users_only.py"
     jobs = ('@functions_framework.http\ndef jobs(request):\n'
-            '    return read_api.serve(request, "jobs")\n')
+            '    return serve_collection(request, "jobs", INSTANCE.collection_api)\n')
     assert jobs in FOUR_ENTRY_POINTS
     only_users.write_text(FOUR_ENTRY_POINTS.replace(jobs, ""))
     done = dry_run(only_users, COLLECTIONS="users")
@@ -489,8 +490,9 @@ def test_a_collection_joins_the_deploy_with_its_entry_point(tmp_path, main_py):
     ("def publish_snapshot(", "def publish(", "defines publish (cloud_event), which the deploy "
                                               "does not know"),
     ("def users(", "def creators(", "creators serves users: a read entry point is named after"),
-    ('def users(request):\n    return read_api.serve(request, "users")',
-     'def creators(request):\n    return read_api.serve(request, "creators")',
+    ('def users(request):\n    return serve_collection(request, "users", INSTANCE.collection_api)',
+     'def creators(request):\n'
+     '    return serve_collection(request, "creators", INSTANCE.collection_api)',
      "collection users is configured but main.py has no entry point"),
     ("@functions_framework.cloud_event\ndef publish_snapshot",
      "@functions_framework.http\ndef publish_snapshot", "must be @functions_framework.cloud_event"),
@@ -558,8 +560,8 @@ def test_gcloudignore_uploads_the_runtime_code_only(tmp_path):
         (tmp_path / decoy).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / decoy).write_text("decoy")
     names = {n for n in uploads.gcloud_zip_names(tmp_path) if not n.endswith("/")}
-    for kept in ("main.py", "requirements.txt", "functions/read_api.py", "functions/__init__.py",
-                 "shared/settings.py", "schemas/users.schema.json"):
+    for kept in ("main.py", "requirements.txt", "functions/collection_api/serve.py",
+                 "functions/__init__.py", "shared/settings.py", "schemas/users.schema.json"):
         assert kept in names, kept
     assert names == {p.relative_to(ROOT).as_posix() for p in application.uploaded_files()}
 

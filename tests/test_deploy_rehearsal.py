@@ -31,7 +31,7 @@ from deploy import application
 from deploy.rehearsal import uploads
 from deploy.rehearsal.clients import FIREBASE, GCLOUD, client_env, run_deploy
 from deploy.rehearsal.fake_google import FakeGoogle, Recorded
-from shared.events import structured_to_binary
+from functions.publish.events import structured_to_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT, REGION, LOCATION = "demo-rehearsal", "europe-west1", "eur3"
