@@ -150,9 +150,9 @@ def build_plan(config: Config, main_py: Path = application.MAIN) -> Plan:
 
     for point in reads:
         deploy(_function_name(point.name), "read",
-                 f"--entry-point={point.name}", "--trigger-http", "--allow-unauthenticated",
-                 "--ingress-settings=all", *config.resources["read"].flags(),
-                 why=f"read API of {point.serves or point.name}: public, the browser calls it")
+               f"--entry-point={point.name}", "--trigger-http", "--allow-unauthenticated",
+               "--ingress-settings=all", *config.resources["read"].flags(),
+               why=f"read API of {point.serves or point.name}: public, the browser calls it")
     publishers = []
     for point, known in others:
         resources = config.resources[known.resources]

@@ -19,6 +19,7 @@ import concurrent.futures
 import contextlib
 import json
 import re
+import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -84,6 +85,11 @@ def deploy_once(fake: FakeGoogle, env: dict[str, str], extra: dict[str, str]) ->
 def rehearsal(tmp_path_factory) -> Rehearsal:
     assert GCLOUD.exists(), f"{GCLOUD} is missing: the rehearsal needs Cloud SDK 528 there"
     assert FIREBASE.exists(), f"{FIREBASE} is missing: run `npm ci --ignore-scripts`"
+    # `make deploy` depends on `make install`: bring it up to date first, outside the fake's
+    # proxy (through it, pip and npm would be refused). A no-op after `make test`'s install.
+    installed = subprocess.run(["make", "--no-print-directory", "install"], cwd=ROOT, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
+    assert installed.returncode == 0, installed.stdout[-3000:]
     fake = FakeGoogle().start()
     home = tmp_path_factory.mktemp("clients")
     env = {**client_env(fake, home), **SHELL}
@@ -269,6 +275,23 @@ def test_a_changed_setting_patches_only_that_function(rehearsal):
     patched = changed.calls("PATCH", r"/functions/")
     assert [r.path.rsplit("/", 1)[1] for r in patched] == ["migrate"]
     assert function(rehearsal, "migrate")["serviceConfig"]["maxInstanceCount"] == 3
+
+
+def test_the_fake_refuses_every_other_host_through_its_proxy():
+    """The guard itself: what the CLIs would send elsewhere is refused and listed."""
+    fake = FakeGoogle().start()
+    try:
+        proxies = {"http": fake.url, "https": fake.url}
+        with pytest.raises(requests.exceptions.ProxyError):
+            requests.get("https://oauth2.googleapis.com/token", proxies=proxies, timeout=10)
+        plain = requests.get("http://metadata.google.internal/computeMetadata/v1/",
+                             proxies=proxies, timeout=10)
+        assert plain.status_code == 403
+        assert fake.refused == ["CONNECT oauth2.googleapis.com:443",
+                                "GET metadata.google.internal/computeMetadata/v1/"]
+        assert fake.requests == []
+    finally:
+        fake.stop()
 
 
 # --- the upload --------------------------------------------------------------------------------
