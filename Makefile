@@ -18,7 +18,13 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(VENV)/.installed node_modules/.installed
+# The wheels of requirements.txt: the deploy rehearsal installs each uploaded source from them,
+# offline, as Cloud Build installs it from the pinned file alone.
+.wheels/.downloaded: requirements.txt $(VENV)/.installed
+	$(PY) -m pip download --quiet --disable-pip-version-check -r requirements.txt -d .wheels
+	touch $@
+
+install: $(VENV)/.installed node_modules/.installed .wheels/.downloaded
 
 ## The local stack: emulators, every function, the emulator's event delivery, the sample data.
 dev: install
@@ -88,4 +94,4 @@ bench-status: install
 	$(PY) bench/status_bench.py
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .dev
+	rm -rf $(VENV) node_modules .wheels .pytest_cache .ruff_cache .dev

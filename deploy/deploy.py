@@ -158,7 +158,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return 1
     print(f"deployed: https://{config.region}-{config.project}.cloudfunctions.net/<function>\n"
           f"check it: GOOGLE_CLOUD_PROJECT={config.project} SNAPSHOT_BUCKET={config.bucket} "
-          f"COLLECTIONS={','.join(config.collections)} python -m functions doctor", flush=True)
+          f"COLLECTIONS={','.join(config.collections)} python -m ops doctor", flush=True)
     return 0
 
 

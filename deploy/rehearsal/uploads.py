@@ -3,7 +3,10 @@
 `gcloud_zip_names(source)` asks gcloud's `CreateSourcesZipFile` (under gcloud's bundled Python,
 as `gcloud functions deploy --source=.` calls it) what it would upload. `install(zip, dir)`
 does what Cloud Build does with an upload: unpack it into a clean directory and install its
-`requirements.txt` alone into a fresh virtualenv (pip's cache keeps this to seconds).
+`requirements.txt` alone into a fresh virtualenv. The install is offline (`--no-index`), from
+the wheelhouse `.wheels/` that `make install` fills with `pip download -r requirements.txt`:
+the rehearsal sends nothing beyond 127.0.0.1, and a package the pinned file forgets to name
+fails the install as it would on Cloud Build.
 `FunctionServer` starts one entry point from there with `functions-framework --target=...
 --signature-type=...`, the environment the deploy gave it, and the emulators.
 """
@@ -34,6 +37,8 @@ with tempfile.TemporaryDirectory() as out:
     print(json.dumps(zipfile.ZipFile(path).namelist()))
 """
 START_TIMEOUT_S = 60.0
+# The wheels of requirements.txt, downloaded by `make install` (the Makefile's `.wheels` target).
+WHEELHOUSE = Path(__file__).resolve().parents[2] / ".wheels"
 
 
 def gcloud_zip_names(source: Path) -> list[str]:
@@ -52,15 +57,19 @@ def file_names(zip_bytes: bytes) -> list[str]:
                   if not n.endswith("/"))
 
 
-def install(zip_bytes: bytes, where: Path) -> Path:
+def install(zip_bytes: bytes, where: Path, wheelhouse: Path = WHEELHOUSE) -> Path:
     """Unpack into `where/source` and install its requirements.txt, alone, into a fresh
-    virtualenv `where/venv`; returns the source directory."""
+    virtualenv `where/venv`, offline from `wheelhouse`; returns the source directory."""
+    if not any(wheelhouse.glob("*.whl")):
+        raise RuntimeError(f"{wheelhouse} holds no wheels: run `make install` (it downloads the "
+                           "wheels of requirements.txt there) before the rehearsal")
     source = where / "source"
     zipfile.ZipFile(io.BytesIO(zip_bytes)).extractall(source)
     venv = where / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     done = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                           "--disable-pip-version-check", "-r", str(source / "requirements.txt")],
+                           "--disable-pip-version-check", "--no-index", "--find-links",
+                           str(wheelhouse), "-r", str(source / "requirements.txt")],
                           timeout=600, cwd=source, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"pip install -r requirements.txt (the upload's) failed: "
