@@ -21,10 +21,13 @@ these imports find functions-framework and the functions' dependencies.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import importlib.util
+import json
 import re
+import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -61,7 +64,21 @@ def _importable() -> None:
 
 
 def entry_points(main_py: Path = MAIN) -> list[EntryPoint]:
-    """Every `@functions_framework.http` / `.cloud_event` function of main.py, in order."""
+    """Every `@functions_framework.http` / `.cloud_event` function of main.py, in order.
+
+    main.py is imported in a child process, as functions-framework imports it on Cloud Run:
+    its import-time setup (the framework's global error handler) then never meets an app that
+    this process already ran, and nothing it loads stays in the deploy's process."""
+    done = subprocess.run([sys.executable, "-m", "deploy.application", str(main_py)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    if done.returncode != 0:
+        raise DeployError(done.stderr.strip().splitlines()[-1] if done.stderr.strip()
+                          else f"importing {main_py.name} failed (exit {done.returncode})")
+    return [EntryPoint(**point) for point in json.loads(done.stdout)]
+
+
+def _entry_points_here(main_py: Path) -> list[EntryPoint]:
+    """`entry_points`, in this process (the child's side)."""
     _importable()
     name = "_deployed_main_" + hashlib.sha256(str(main_py).encode()).hexdigest()[:12]
     spec = importlib.util.spec_from_file_location(name, main_py)
@@ -142,3 +159,11 @@ def source_digest(root: Path = ROOT) -> str:
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+if __name__ == "__main__":  # the child of `entry_points`: main.py's entry points as JSON
+    try:
+        points = _entry_points_here(Path(sys.argv[1]))
+    except DeployError as error:
+        sys.exit(str(error))
+    print(json.dumps([dataclasses.asdict(point) for point in points]))

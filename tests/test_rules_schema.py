@@ -312,7 +312,8 @@ def test_a_new_collection_is_configuration_only(tmp_path, emulators, project_id)
 
 def test_rules_test_packages_are_pinned():
     package = json.loads((REPO / "package.json").read_text(encoding="utf-8"))
-    assert package["devDependencies"] == {"@firebase/rules-unit-testing": "5.0.2"}
+    assert package["devDependencies"] == {"@firebase/rules-unit-testing": "5.0.2",
+                                          "firebase-tools": "15.34.2"}
     assert package["dependencies"] == {"firebase": "12.19.0"}
     lock = json.loads((REPO / "package-lock.json").read_text(encoding="utf-8"))
     assert lock["packages"]["node_modules/@firebase/rules-unit-testing"]["version"] == "5.0.2"
