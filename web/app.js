@@ -34,7 +34,7 @@ const view = {
 $('#api-label').textContent = config.api;
 $('#footer').textContent = `${config.live ? 'Live (Firestore listeners), else p' : 'P'}olling `
   + `every ${config.pollMs / 1000} s · data-client.js · Firestore, then the Cloud Storage `
-  + 'snapshot, then this tab\'s copy (5 min)';
+  + 'snapshot; the last copy saved in this browser shows at once, and offline';
 if (config.local) {
   const chip = $('#auth-chip');
   chip.hidden = false;
