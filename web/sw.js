@@ -154,7 +154,9 @@ function refreshShell() {
     if (previous !== name) {
       const cache = await caches.open(name);
       await Promise.all([...files].map(([url, response]) => cache.put(url, response)));
-      await cache.put(COMPLETE, new Response(JSON.stringify({ version, files: files.size, at: Date.now() })));
+      const modules = [...files.keys()].filter((url) => url.endsWith('.js') && !url.includes('/vendor/')
+        && url !== self.location.href);
+      await cache.put(COMPLETE, new Response(JSON.stringify({ version, modules, at: Date.now() })));
     }
     current = Promise.resolve(name);
     for (const key of await caches.keys()) {
@@ -187,12 +189,42 @@ self.addEventListener('message', (event) => {
   }
 });
 
+let opened = { name: null, cache: null }; // the current cache, opened once per worker run
+
+/** `key` from the cache `name`, as Cache Storage has it: Chromium keeps the compiled code of a
+ * script it stored, and uses it when the page gets that very response. */
+async function cached(name, key) {
+  if (opened.name !== name) opened = { name, cache: caches.open(name) };
+  return (await opened.cache).match(key);
+}
+
+/**
+ * index.html with a `<link rel="modulepreload">` per module of the shell (the Firebase SDK
+ * excepted: the page loads it later), so that the browser asks for them all at once instead of
+ * one level of imports after another (five levels: that waterfall was most of a repeat visit).
+ * The worker knows the module graph from its crawl; the page keeps no list. Links are not
+ * scripts: the page's CSP (and its import map's hash) is unchanged.
+ */
+async function withPreloads(response) {
+  const name = await currentCache();
+  if (!name || !(response.headers.get('Content-Type') ?? '').startsWith('text/html')) return response;
+  const marker = await cached(name, COMPLETE);
+  const modules = marker ? (await marker.json()).modules ?? [] : [];
+  const html = await response.text();
+  const links = modules.map((url) => `<link rel="modulepreload" href="${new URL(url).pathname}">`);
+  const headers = new Headers(response.headers);
+  headers.delete('Content-Length');
+  headers.delete('ETag');
+  return new Response(html.replace('</head>', `${links.join('')}\n</head>`),
+    { status: response.status, statusText: response.statusText, headers });
+}
+
 /** A shell file from the current cache; what is not there comes from the network, and stays. */
 async function fromShell(request, key) {
   const name = await currentCache();
-  const cache = name ? await caches.open(name) : null;
-  const hit = cache ? await cache.match(key, { ignoreSearch: true }) : null;
+  const hit = name ? await cached(name, key) : null;
   if (hit) return hit;
+  const cache = name ? await caches.open(name) : null;
   const response = await fetch(request);
   const json = (response.headers.get('Content-Type') ?? '').includes('json');
   if (cache && response.ok && response.type === 'basic' && !json) { // never an API answer
@@ -211,7 +243,7 @@ self.addEventListener('fetch', (event) => {
     // The page itself, whatever its query (?api=, ?live=0, ...); any other navigation (an API
     // URL opened in a tab) goes to the network untouched.
     if (url.pathname !== scope.pathname && url.pathname !== `${scope.pathname}${ENTRY}`) return;
-    event.respondWith(fromShell(request, new URL(ENTRY, scope).href));
+    event.respondWith(fromShell(request, new URL(ENTRY, scope).href).then(withPreloads));
     return;
   }
   if (!SHELL_TYPES.test(url.pathname)) return; // the API, init.json: never the worker's
