@@ -6,7 +6,7 @@
   worker's shell cache and shows the last data, its age and an "offline" badge; the worker
   never cached an API answer;
 - a write offline is refused with a sentence, nothing is sent, the form keeps what was typed,
-  and it saves once the network is back;
+  and it saves once the network is back; a migration offline is refused the same way;
 - back online, the page catches up by itself with a change made while it was offline;
 - another user on the same browser sees none of the first user's data (and the copy is gone);
 - a new version of the app shell is fetched in the background and announced, not forced.
@@ -18,6 +18,7 @@ the page installable (manifest, icons, the worker's headers and CSP), without a 
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import struct
@@ -27,6 +28,7 @@ from playwright.sync_api import expect
 from werkzeug.test import Client
 
 from dev.app import WEB_DIR, create_static_app
+from tests.browser.admin import choose_file, message, open_migration
 from tests.browser.conftest import LocalStack, _serve_in_thread
 from tests.browser.dashboard import FAST_S, badge, open_dashboard, row, rows, unique_name
 
@@ -172,6 +174,20 @@ def test_a_write_offline_is_refused_and_nothing_is_lost(stack, static_site, new_
     page.context.set_offline(False)
     page.locator("#form-submit").click()
     expect(page.locator("#users-table tbody tr", has_text=name)).to_have_count(1)
+
+
+def test_a_migration_offline_is_refused_with_a_sentence(stack, static_site, new_page):
+    page = visit(new_page, stack.page_url(origin=static_site, live=False))
+    open_migration(page, stack.page_url(origin=static_site, live=False))
+    _, _, runs_before = stack.api("GET", "/migrate/runs")
+    page.context.set_offline(True)
+    records = [{"name": "Ada", "email": "a@example.com"}]
+    choose_file(page, "users.json", json.dumps(records).encode())
+    page.locator("#migration-dry-run").click()
+    expect(message(page)).to_contain_text("offline: nothing was sent and nothing was saved")
+    page.context.set_offline(False)
+    _, _, runs_after = stack.api("GET", "/migrate/runs")
+    assert runs_after == runs_before, "no run was started"
 
 
 def test_online_again_the_page_catches_up_with_a_change_made_while_offline(
