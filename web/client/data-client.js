@@ -84,6 +84,7 @@ export class DataClient extends EventTarget {
       pollLater(ctx, state);
     };
     this.#ctx = ctx;
+    ctx.store?.warm?.(); // the saved copies are read first thing in start()
     if (options.live) useLive(ctx, options.live, options.liveProbeUrl ?? null);
   }
 

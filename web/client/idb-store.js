@@ -71,6 +71,7 @@ export function indexedDbStore(idb = globalThis.indexedDB) {
 
   return {
     kind: 'indexeddb',
+    warm: () => { open().catch(() => {}); }, // open now: the first read is on the page's path
     get: async (key) => {
       const value = await run('readonly', (store) => store.get(key));
       return typeof value === 'string' ? value : null;
