@@ -13,7 +13,14 @@ const COLLECTIONS = ['users', 'jobs'];
 const $ = (selector) => document.querySelector(selector);
 
 const config = readConfig();
-const live = startLive(config);
+// The Firebase SDK (some 800 kB to compile) once the first data is painted, not before: a
+// repeat visit shows the saved copy first (issue 22); live mode follows a frame later.
+const firstPaint = new Promise((resolve) => {
+  window.addEventListener('usersDataChanged', () => requestAnimationFrame(() => setTimeout(resolve)),
+    { once: true });
+  setTimeout(resolve, 3000); // no data yet (the functions slow or down): live mode anyway
+});
+const live = config.live ? firstPaint.then(() => startLive(config)) : null;
 const client = createDataClient({
   baseUrl: config.api,
   collections: COLLECTIONS,
