@@ -16,8 +16,8 @@ const config = readConfig();
 // The Firebase SDK (some 800 kB to compile) once the first data is painted, not before: a
 // repeat visit shows the saved copy first (issue 22); live mode follows a frame later.
 const firstPaint = new Promise((resolve) => {
-  window.addEventListener('usersDataChanged', () => requestAnimationFrame(() => setTimeout(resolve)),
-    { once: true });
+  const afterNextFrame = () => requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(resolve)));
+  window.addEventListener('usersDataChanged', afterNextFrame, { once: true });
   setTimeout(resolve, 3000); // no data yet (the functions slow or down): live mode anyway
 });
 const live = config.live ? firstPaint.then(() => startLive(config)) : null;
