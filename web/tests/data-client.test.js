@@ -141,15 +141,15 @@ describe('loading', () => {
   });
 });
 
-describe('the cached copy in sessionStorage', () => {
-  test('an unreachable backend shows the last good copy, badged stale, within five minutes', async () => {
+describe('the saved copy (in a Storage here)', () => {
+  test('an unreachable backend shows the last good copy, badged stale, within maxCacheAgeMs', async () => {
     const env = setup();
     env.backend.seed('users', 3);
     const first = env.make();
     await first.start();
     first.stop();
 
-    env.clock.time += CACHE_TTL_MS - 1000; // a reload four minutes and 59 seconds later
+    env.clock.time += CACHE_TTL_MS - 1000; // a reload just within maxCacheAgeMs
     env.backend.mode = 'down';
     env.events.length = 0;
     const second = env.make();
@@ -163,7 +163,7 @@ describe('the cached copy in sessionStorage', () => {
     second.stop();
   });
 
-  test('a copy older than five minutes is not used (and is dropped)', async () => {
+  test('a copy older than maxCacheAgeMs is not used (and is dropped)', async () => {
     const env = setup();
     env.backend.seed('users', 3);
     const first = env.make();
@@ -282,7 +282,7 @@ describe('polling', () => {
     client.stop();
   });
 
-  test('the sessionStorage copy follows the merged data', async () => {
+  test('the saved copy follows the merged data', async () => {
     env.backend.put('users', { id: 'u7', name: 'Seven', email: 's@example.com' });
     await env.clock.advance(5000);
     const saved = JSON.parse([...env.storage.map.entries()]
@@ -451,7 +451,7 @@ describe('writes', () => {
     assert.ok(ids(lastChange(env.events).items).includes('gen3'));
     await flush(); // the copy is saved in the background
     const saved = [...env.storage.map.entries()].find(([key]) => key.endsWith('/users'))[1];
-    assert.ok(saved.includes('gen3'), 'and so did the sessionStorage copy');
+    assert.ok(saved.includes('gen3'), 'and so did the saved copy');
   });
 
   test('every read sends the token too', async () => {
