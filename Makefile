@@ -7,7 +7,7 @@ PORT ?= 8080
 # The browser tests' headless Chromium (tests/browser/conftest.py reads CHROMIUM_PATH).
 export CHROMIUM_PATH ?= /usr/bin/chromium
 
-.PHONY: dev test lint bench bench-publish bench-migrate bench-status bench-live deploy deploy-rehearsal rules-test install clean chromium
+.PHONY: dev test lint bench bench-publish bench-migrate bench-status bench-live bench-load deploy deploy-rehearsal rules-test install clean chromium
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -84,6 +84,11 @@ bench-publish: install
 ## polling every 5 s vs an SSE stream from a function), reads per change, a quiet minute's cost.
 bench-live: install
 	$(PY) bench/live_bench.py
+
+## Page-load benchmark in headless Chromium on the local stack: navigation to the first data event
+## and to painted rows, first visit, repeat visit (before/after the worker and the saved copy), offline.
+bench-load: install
+	$(PY) bench/load_bench.py
 
 ## Migration benchmark: throughput vs a naive loop through a 10 ms proxy, dry-run memory 5 vs 50 MB.
 bench-migrate: install

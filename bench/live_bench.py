@@ -36,6 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.verdict import verdict  # noqa: E402 (after the path, like the other imports)
+
 # The functions' defaults (the browser tests shorten them), but a 5 s Firestore deadline: on a
 # 2-core machine shared with other work a commit sometimes takes over the default 2 s.
 STACK_SETTINGS = {"CACHE_TTL_S": "10", "FIRESTORE_TIMEOUT_S": "5", "BREAKER_COOLDOWN_S": "15"}
@@ -369,10 +371,7 @@ def report(propagation: dict, quiet: dict, args) -> int:
          propagation["reads"]["live"] / changes <= TARGET_READS_PER_CHANGE),
         ("live tab made no function call during the changes", propagation["live_calls"] == 0),
     ]
-    print()
-    for label, ok in checks:
-        print(f"  {'PASS' if ok else 'FAIL'}  {label}")
-    return 0 if all(ok for _, ok in checks) else 1
+    return verdict(checks)
 
 
 if __name__ == "__main__":

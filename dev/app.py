@@ -47,6 +47,7 @@ STATIC_TYPES = {
     ".png": "image/png",
     ".svg": "image/svg+xml",
     ".ico": "image/x-icon",
+    ".webmanifest": "application/manifest+json",
 }
 STATIC_HIDDEN_DIRS = {"tests", "test", "node_modules", "vendor"}
 # The Firebase Web SDK's ES modules the page loads (its import map names them), and nothing
@@ -58,6 +59,7 @@ VENDOR_FILES = frozenset({"firebase-app.js", "firebase-firestore.js"})
 # Firestore emulator (live mode), nothing else. Its inline import map is allowed by its hash.
 PAGE_CSP = ("default-src 'self'; connect-src 'self' http://127.0.0.1:* http://localhost:*; "
             "img-src 'self' data:; style-src 'self'; script-src 'self'{script_hashes}; "
+            "worker-src 'self'; manifest-src 'self'; "
             "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 IMPORT_MAP = re.compile(rb"<script\s+type=\"importmap\"\s*>(.*?)</script>", re.S)
 FIREBASE_INIT_PATH = "/__/firebase/init.json"

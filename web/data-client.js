@@ -16,9 +16,9 @@
  *
  * What it does, per collection:
  * - Loads the whole collection (following `nextPageToken`). The read function falls back to
- *   the Cloud Storage snapshot by itself (`source: 'snapshot'`); when the function cannot be
- *   reached either, the client shows the last good copy kept in `sessionStorage` (at most
- *   `cacheTtlMs`, 5 minutes) with `source: 'cache', stale: true`.
+ *   the Cloud Storage snapshot by itself (`source: 'snapshot'`). Before it answers (and when it
+ *   cannot be reached) the client shows the last good copy it saved for the same signed-in
+ *   user (IndexedDB; at most `maxCacheAgeMs` old) with `source: 'cache', stale: true`.
  * - Keeps the copy fresh by polling `?updatedSince=<asOf>` with `If-None-Match` (sent by the
  *   browser's HTTP cache in a browser, by this module elsewhere), merging the changed
  *   documents and removing the `deleted` ids. Polling pauses while `document.hidden`
@@ -26,7 +26,8 @@
  *   server does not report deletions, a full reload every `resyncMs` catches them.
  * - Emits `<collection>DataChanged` (`usersDataChanged`, `jobsDataChanged`) CustomEvents on the
  *   client (an EventTarget) and on `window` when there is one, with
- *   `detail = { collection, items, source, stale, asOf, checkedAt, freshAt }`.
+ *   `detail = { collection, items, source, stale, asOf, checkedAt, freshAt, mode, cachedAt,
+ *   outdated }`.
  * - `create`, `update`, `replace`, `remove` call the write API (admin only) and update the local
  *   copy as soon as the server answers. A 400 with field errors throws a `ValidationError`
  *   whose `.fields` is `[{ field, message }]`; other failures throw an `ApiError` with
@@ -47,7 +48,9 @@
 
 import { DataClient } from './client/data-client.js';
 
-export { CACHE_TTL_MS } from './client/cache.js';
+export {
+  CACHE_LABEL_AGE_MS, CACHE_TTL_MS, MAX_CACHE_AGE_MS, MAX_CACHE_BYTES,
+} from './client/cache.js';
 export { DataClient } from './client/data-client.js';
 export { ApiError, ValidationError } from './client/errors.js';
 export { encodeFirestoreDocument, encodeFirestoreValue } from './client/firestore-encoding.js';
@@ -65,9 +68,14 @@ export { REQUEST_TIMEOUT_MS } from './client/transport.js';
  *   functions have URLs of their own (Cloud Run style).
  * - `getIdToken(forceRefresh)`: async, returns a Firebase ID token (or nothing); asked before
  *   every request, and once more with `forceRefresh = true` after a 401.
- * - `pollMs` (5000; 0 turns polling off), `resyncMs` (60000), `cacheTtlMs` (5 minutes),
- *   `pageSize` (the server's default when unset), `maxBackoffMs`, `requestTimeoutMs`.
- * - `storage`: a Storage for the last good copy (`sessionStorage` by default; `null`: none).
+ * - `pollMs` (5000; 0 turns polling off), `resyncMs` (60000), `pageSize` (the server's default
+ *   when unset), `maxBackoffMs`, `requestTimeoutMs`.
+ * - The saved copy (client/cache.js): `maxCacheAgeMs` (7 days; `cacheTtlMs` is its former
+ *   name) the oldest copy ever shown, `cacheLabelAgeMs` (5 minutes) the age from which a stale
+ *   copy's events say `outdated: true`, `maxCacheBytes` (4 MB) the largest copy kept.
+ *   `storage`: where (this origin's IndexedDB by default; a `Storage` such as `sessionStorage`,
+ *   or a store `{ get, set, delete, clear }` of client/idb-store.js; `null`: nowhere).
+ *   `client.clearCache()` deletes them (sign-out).
  * - `httpCache`: conditional reads by the browser's HTTP cache (default in a browser), or
  *   (`false`) by this client setting `If-None-Match` itself (default elsewhere).
  * - `live`: `{ sdk, db }` (or a promise of it): the `firebase/firestore` module and a Firestore

@@ -4,7 +4,8 @@
  * requests to the collection's function.
  *
  * Every module of the client shares one context `ctx` (built by client/data-client.js):
- * `states` (name -> the state below), `opts`, `transport`, `fetch`, `storage`, `now`,
+ * `states` (name -> the state below), `opts`, `transport`, `fetch`, `store` (client/idb-store.js),
+ * `cacheOwner` and `cacheEpoch` (client/cache.js), `now`,
  * `random`, `setTimeout`, `clearTimeout`, `document`, `httpCache`, `started`, `live`
  * (`{ sdk, db }` once the SDK is there), `liveError`, `probe` (client/mode.js), `client` and
  * `target` (where events go), `afterRun(state)` (after a load or poll: listen or poll again).
@@ -12,7 +13,7 @@
 
 import { compareTimestamps } from './timestamps.js';
 
-export const CACHE_FORMAT = 1;
+export const CACHE_FORMAT = 2; // of a saved copy (client/cache.js); another one is dropped
 
 /** The states of the configured collections: `collections` as names or `{ name: url }`. */
 export function createCollectionStates(baseUrl, collections) {
@@ -44,7 +45,10 @@ function newState(name, url) {
     asOf: null, // the server's asOf of the data
     checkedAt: null, // client time the server last confirmed the data
     freshAt: null, // client time the data is known current as of
-    savedAt: 0,
+    savedAt: 0, // client time of the last save of the copy (client/cache.js)
+    saving: null, // the save under way
+    copyInfo: null, // { savedAt, count, asOf } of the saved copy, when known
+    cachedAt: null, // when the copy shown was saved, while it is the saved one
     cursor: null, // updatedSince of the next poll
     deltaEtag: null, // ETag of the last empty delta at `cursor`
     listEtag: null, // ETag of the last full load when it was a single page
@@ -106,6 +110,7 @@ export function markFresh(ctx, state, source) {
   const now = ctx.now();
   state.source = source || 'firestore';
   state.stale = false;
+  state.cachedAt = null;
   state.checkedAt = now;
   const asOfMs = Date.parse(state.asOf ?? '');
   state.freshAt = state.source === 'snapshot' && !Number.isNaN(asOfMs) ? Math.min(asOfMs, now)

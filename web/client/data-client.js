@@ -6,7 +6,9 @@
  * it through web/data-client.js, which documents the options.
  */
 
-import { CACHE_TTL_MS, defaultStorage, restoreCopy } from './cache.js';
+import {
+  CACHE_LABEL_AGE_MS, MAX_CACHE_AGE_MS, MAX_CACHE_BYTES, clearCopies, copyInfo, showCopy, storeFor,
+} from './cache.js';
 import { createCollectionStates, modeOf, stateOf } from './collections.js';
 import { detailOf } from './events.js';
 import { LIVE_RETRY_MS, liveProblem, maybeListen, stopLive, useLive } from './live.js';
@@ -25,8 +27,9 @@ import {
 function contextOf(client, options) {
   const {
     baseUrl = '', collections = ['users', 'jobs'], getIdToken = null,
-    pollMs = DEFAULT_POLL_MS, resyncMs = DEFAULT_RESYNC_MS, cacheTtlMs = CACHE_TTL_MS,
-    pageSize = null, maxBackoffMs = MAX_BACKOFF_MS, requestTimeoutMs = REQUEST_TIMEOUT_MS,
+    pollMs = DEFAULT_POLL_MS, resyncMs = DEFAULT_RESYNC_MS, cacheTtlMs = MAX_CACHE_AGE_MS,
+    maxCacheAgeMs = cacheTtlMs, cacheLabelAgeMs = CACHE_LABEL_AGE_MS,
+    maxCacheBytes = MAX_CACHE_BYTES, pageSize = null, maxBackoffMs = MAX_BACKOFF_MS, requestTimeoutMs = REQUEST_TIMEOUT_MS,
     liveProbeMs = LIVE_PROBE_MS, liveRetryMs = LIVE_RETRY_MS,
   } = options;
   const fetchImpl = options.fetch ?? globalThis.fetch;
@@ -38,13 +41,15 @@ function contextOf(client, options) {
     client,
     states: createCollectionStates(baseUrl, collections),
     opts: {
-      pollMs, resyncMs, cacheTtlMs, pageSize, maxBackoffMs, requestTimeoutMs, liveProbeMs,
-      liveRetryMs,
+      pollMs, resyncMs, maxCacheAgeMs, cacheLabelAgeMs, maxCacheBytes, pageSize, maxBackoffMs,
+      requestTimeoutMs, liveProbeMs, liveRetryMs,
     },
     fetch,
     transport: createTransport({ fetch, getIdToken, timeoutMs: requestTimeoutMs, setTimeout,
       clearTimeout }),
-    storage: 'storage' in options ? options.storage : defaultStorage(),
+    store: storeFor(options), // where the saved copies live (client/cache.js)
+    cacheOwner: null, // the user the saved copies belong to
+    cacheEpoch: 0, // bumped by every clear
     target: 'eventTarget' in options ? options.eventTarget
       : (typeof window !== 'undefined' ? window : null),
     document: 'document' in options ? options.document : (globalThis.document ?? null),
@@ -79,6 +84,7 @@ export class DataClient extends EventTarget {
       pollLater(ctx, state);
     };
     this.#ctx = ctx;
+    ctx.store?.warm?.(); // the saved copies are read first thing in start()
     if (options.live) useLive(ctx, options.live, options.liveProbeUrl ?? null);
   }
 
@@ -95,6 +101,8 @@ export class DataClient extends EventTarget {
     this.#listeners = watchPage(ctx);
     this.#startPromise = Promise.all(this.collections.map(async (name) => {
       const state = stateOf(ctx, name);
+      // Stale-while-revalidate: the saved copy as soon as the store answers, the read at once.
+      state.restoring = showCopy(ctx, state);
       await run(state, () => load(ctx, state));
       ctx.afterRun(state);
     })).then(() => undefined);
@@ -141,14 +149,19 @@ export class DataClient extends EventTarget {
   }
 
   /**
-   * This tab's saved copy of a collection (what a reload shows when the functions cannot be
-   * reached): `{ savedAt, ageMs, count, asOf }`, or null when there is none (or it expired).
+   * The saved copy of a collection (what a reload shows before the read answers, and offline):
+   * `{ savedAt, ageMs, count, asOf }`, or null when there is none (or it is too old).
    */
   cachedCopy(name) {
-    const record = restoreCopy(this.#ctx, stateOf(this.#ctx, name));
-    if (!record) return null;
-    return { savedAt: record.savedAt, ageMs: this.#ctx.now() - record.savedAt,
-      count: record.items.length, asOf: record.asOf ?? null };
+    return copyInfo(this.#ctx, stateOf(this.#ctx, name));
+  }
+
+  /**
+   * Delete every saved copy of this client's store (call it on sign-out). The data on screen
+   * stays until the page drops it; nothing is saved again while no token names a user.
+   */
+  async clearCache() {
+    await clearCopies(this.#ctx);
   }
 
   /** Load the whole collection again now (with the fallback chain). */

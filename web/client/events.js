@@ -1,6 +1,7 @@
 /**
  * client/events.js: what the data client tells the page. `<collection>DataChanged` with
- * `detail = { collection, items, source, stale, asOf, checkedAt, freshAt, mode }`, and
+ * `detail = { collection, items, source, stale, asOf, checkedAt, freshAt, mode, cachedAt,
+ * outdated }`, and
  * `dataError` with `detail = { collection, error, failures }`, dispatched on the client (an
  * EventTarget) and on its `eventTarget` (`window` by default).
  */
@@ -12,6 +13,8 @@ export function detailOf(ctx, state) {
   const mode = modeOf(ctx, state);
   // Current listeners confirm the copy all the time.
   const now = mode === 'live' ? ctx.now() : null;
+  const outdated = state.stale && state.freshAt !== null
+    && ctx.now() - state.freshAt > ctx.opts.cacheLabelAgeMs;
   return {
     collection: state.name,
     items: [...state.items.values()].sort(byId),
@@ -21,6 +24,8 @@ export function detailOf(ctx, state) {
     checkedAt: now ?? state.checkedAt,
     freshAt: now ?? state.freshAt,
     mode,
+    cachedAt: state.source === 'cache' ? state.cachedAt : null, // the saved copy's save time
+    outdated, // stale, and older than `cacheLabelAgeMs`: say so louder
   };
 }
 

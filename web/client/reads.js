@@ -1,10 +1,10 @@
 /**
  * client/reads.js: loading a whole collection (every page) and polling it for changes
  * (`?updatedSince=<asOf>`, a 304 when nothing changed), merged into the copy; on failure the
- * copy is badged stale, or the tab's saved copy shown when there is nothing else.
+ * copy is badged stale, or the saved copy shown when there is nothing else.
  */
 
-import { CACHE_REFRESH_MS, restoreCopy, saveCopy } from './cache.js';
+import { CACHE_REFRESH_MS, dropShownCopy, saveCopy, showCopy } from './cache.js';
 import {
   collectionRequest, isLive, markFresh, mergeItem, sameItem,
 } from './collections.js';
@@ -48,7 +48,7 @@ export async function load(ctx, state) {
     state.failures = 0;
     state.error = null;
   } catch (error) {
-    failed(ctx, state, error);
+    await failed(ctx, state, error);
   }
 }
 
@@ -76,7 +76,7 @@ export async function poll(ctx, state) {
       state.cursor = null;
       state.lastFullLoad = 0;
     }
-    failed(ctx, state, error);
+    await failed(ctx, state, error);
   }
   return undefined;
 }
@@ -117,25 +117,19 @@ function confirmed(ctx, state, source, asOf) {
   if (ctx.now() - state.savedAt >= CACHE_REFRESH_MS) saveCopy(ctx, state);
 }
 
-/** A load or poll failed: the saved copy when there is nothing yet, else badge it stale. */
-function failed(ctx, state, error) {
+/**
+ * A load or poll failed: the saved copy when there is nothing else, else badge the copy stale.
+ * A refusal (401, 403) of the user whose saved copy is on screen takes that copy away.
+ */
+async function failed(ctx, state, error) {
   const err = asApiError(error);
   state.error = err;
   state.failures += 1;
-  if (!state.loaded) {
-    const cached = err.retryable || err.status === 0 ? restoreCopy(ctx, state) : null;
-    if (cached) {
-      state.items = new Map(cached.items.map((item) => [item.id, item]));
-      state.asOf = cached.asOf;
-      state.cursor = cached.asOf;
-      state.serverSource = cached.source;
-      state.freshAt = cached.freshAt;
-      state.checkedAt = cached.checkedAt;
-      state.source = 'cache';
-      state.stale = true;
-      state.loaded = true;
-      emit(ctx, state);
-    }
+  if (!state.loaded && state.restoring) await state.restoring; // the copy, shown meanwhile
+  if (state.cachedAt !== null && state.source === 'cache' && (err.status === 401 || err.status === 403)) {
+    await dropShownCopy(ctx, state);
+  } else if (!state.loaded) {
+    if (err.retryable) await showCopy(ctx, state);
   } else if (err.retryable && !state.stale && !isLive(ctx, state)) {
     // (Current listeners keep the copy fresh whatever the function does.)
     state.source = 'cache';

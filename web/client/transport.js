@@ -14,6 +14,28 @@
 import { ApiError } from './errors.js';
 
 export const REQUEST_TIMEOUT_MS = 15 * 1000;
+export const OFFLINE_MESSAGE = 'you are offline: nothing was sent and nothing was saved; '
+  + 'try again when the network is back';
+
+/**
+ * Who an ID token names: `{ uid, admin }` from its payload's `sub` and `admin` claims, or null
+ * (no token, not a JWT). Not a verification (the functions verify): it only decides whose
+ * copy of the data this browser may show and keep.
+ */
+export function tokenIdentity(token) {
+  if (typeof token !== 'string') return null;
+  const payload = token.split('.')[1];
+  if (!payload) return null;
+  try {
+    const base64 = payload.replace(/-/g, '+').replace(/_/g, '/');
+    const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+    const claims = JSON.parse(new TextDecoder().decode(bytes));
+    if (typeof claims?.sub !== 'string' || claims.sub === '') return null;
+    return { uid: claims.sub, admin: claims.admin === true };
+  } catch {
+    return null;
+  }
+}
 
 /**
  * A sender of requests. Options: `fetch`, `getIdToken(forceRefresh)` (async; nothing: no
@@ -28,11 +50,14 @@ export function createTransport(options = {}) {
   const setTimer = options.setTimeout ?? ((fn, ms) => globalThis.setTimeout(fn, ms));
   const clearTimer = options.clearTimeout ?? ((id) => globalThis.clearTimeout(id));
 
+  let lastToken; // the token of the latest request (undefined before the first)
+
   async function authorization(forceRefresh) {
     if (!getIdToken) return null;
     let token;
     try {
       token = await getIdToken(forceRefresh);
+      lastToken = token;
     } catch (error) {
       throw new ApiError(`could not get an ID token: ${error?.message ?? error}`,
         { status: 401, code: 'token_unavailable', cause: error });
@@ -42,6 +67,10 @@ export function createTransport(options = {}) {
 
   async function attempt(url, request, forceRefresh) {
     const { method = 'GET', body, cache = 'no-store', timeoutMs = defaultTimeoutMs } = request;
+    if (method !== 'GET' && globalThis.navigator?.onLine === false) {
+      // A write or a migration is refused at once, never queued: the page keeps the input.
+      throw new ApiError(OFFLINE_MESSAGE, { status: 0, code: 'offline' });
+    }
     const headers = { Accept: 'application/json', ...request.headers };
     const raw = body === undefined || (typeof Blob === 'function' && body instanceof Blob);
     if (!raw) headers['Content-Type'] = 'application/json';
@@ -76,5 +105,18 @@ export function createTransport(options = {}) {
     return attempt(url, request, true); // an expired token: a fresh one, once
   }
 
-  return { send, getIdToken };
+  /**
+   * Who the token names (`tokenIdentity`), or null: no token, or none to be had. The token of
+   * the latest request when there was one (no extra call to the token source), else one asked for.
+   */
+  async function identity() {
+    if (!getIdToken) return null;
+    try {
+      return tokenIdentity(lastToken !== undefined ? lastToken : await getIdToken(false));
+    } catch {
+      return null;
+    }
+  }
+
+  return { send, getIdToken, identity };
 }

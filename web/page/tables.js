@@ -38,11 +38,15 @@ function renderBadge(name) {
   const when = age === 'just now' ? 'just now' : `${age} old`;
   const label = SOURCE_LABEL[detail.source] ?? detail.source;
   const mode = detail.mode === 'polling' ? 'polling · ' : '';
-  badge.textContent = detail.mode === 'live' ? 'live · firestore'
-    : detail.stale ? `${label} · stale · ${when}` : `${mode}${label} · ${when}`;
+  const offline = navigator.onLine === false; // the saved copy, or the data last shown
+  badge.dataset.offline = String(offline);
+  badge.dataset.outdated = String(Boolean(detail.outdated));
+  badge.textContent = (offline ? 'offline · ' : '') + (detail.mode === 'live' ? 'live · firestore'
+    : detail.stale ? `${label} · stale · ${when}` : `${mode}${label} · ${when}`);
   const liveError = config.live && detail.mode !== 'live' ? client.usage(name).liveError : null;
   badge.title = (detail.stale
-    ? `The API cannot be reached: showing this tab's last good copy (data as of ${detail.asOf ?? '?'}).`
+    ? `${detail.cachedAt ? 'Showing the copy saved in this browser until the API answers'
+      : 'The API cannot be reached: showing the data last received'} (data as of ${detail.asOf ?? '?'}).`
     : `${MODE_TITLE[detail.mode] ?? ''} Served from ${detail.source}; data as of ${detail.asOf ?? '?'}.`.trim())
     + (liveError ? ` Live updates unavailable: ${liveError.message}` : '');
 }

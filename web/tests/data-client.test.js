@@ -9,9 +9,14 @@ import { beforeEach, describe, test } from 'node:test';
 import {
   ApiError, CACHE_TTL_MS, ValidationError, compareTimestamps, createDataClient,
 } from '../data-client.js';
-import { FakeBackend, FakeClock, FakeDocument, FakeStorage, flush } from './fakes.js';
+import {
+  FakeBackend, FakeClock, FakeDocument, FakeStorage, flush, testToken,
+} from './fakes.js';
 
 const BASE = 'http://api.test';
+const USER_TOKEN = testToken('u-test');
+const TOK1 = testToken('u-tok', { admin: true, n: 1 });
+const TOK2 = testToken('u-tok', { admin: true, n: 2 });
 
 function setup({ backend: backendOptions = {}, client: clientOptions = {} } = {}) {
   const clock = new FakeClock();
@@ -35,6 +40,7 @@ function setup({ backend: backendOptions = {}, client: clientOptions = {} } = {}
     setTimeout: clock.setTimeout,
     clearTimeout: clock.clearTimeout,
     random: () => 0.5,
+    getIdToken: async () => USER_TOKEN, // a user: the saved copy is per user
     ...clientOptions,
     ...extra,
   });
@@ -135,15 +141,15 @@ describe('loading', () => {
   });
 });
 
-describe('the cached copy in sessionStorage', () => {
-  test('an unreachable backend shows the last good copy, badged stale, within five minutes', async () => {
+describe('the saved copy (in a Storage here)', () => {
+  test('an unreachable backend shows the last good copy, badged stale, within maxCacheAgeMs', async () => {
     const env = setup();
     env.backend.seed('users', 3);
     const first = env.make();
     await first.start();
     first.stop();
 
-    env.clock.time += CACHE_TTL_MS - 1000; // a reload four minutes and 59 seconds later
+    env.clock.time += CACHE_TTL_MS - 1000; // a reload just within maxCacheAgeMs
     env.backend.mode = 'down';
     env.events.length = 0;
     const second = env.make();
@@ -157,7 +163,7 @@ describe('the cached copy in sessionStorage', () => {
     second.stop();
   });
 
-  test('a copy older than five minutes is not used (and is dropped)', async () => {
+  test('a copy older than maxCacheAgeMs is not used (and is dropped)', async () => {
     const env = setup();
     env.backend.seed('users', 3);
     const first = env.make();
@@ -191,19 +197,25 @@ describe('the cached copy in sessionStorage', () => {
     second.stop();
   });
 
-  test('an auth refusal does not fall back to the copy', async () => {
+  test('an auth refusal takes the copy shown before the answer away, and deletes it', async () => {
+    // Changed by issue 22: the copy is now shown before the read answers (it used to wait for
+    // a failure), so a refusal can no longer "not show" it: it takes it back at once.
     const env = setup();
     env.backend.seed('users', 2);
     const first = env.make();
     await first.start();
     first.stop();
+    await flush();
     env.backend.token = 'needed';
     env.events.length = 0;
     const second = env.make();
     await second.start();
-    assert.equal(changes(env.events).length, 0);
+    const shown = changes(env.events).map((e) => [e.detail.source, e.detail.items.length]);
+    assert.deepEqual(shown, [['cache', 2], [null, 0]]);
+    assert.equal(second.state('users').source, null);
     const error = env.events.find((e) => e.type === 'dataError').detail.error;
     assert.equal(error.status, 401);
+    assert.ok(![...env.storage.map.keys()].some((key) => key.endsWith('/users')), 'deleted');
     second.stop();
   });
 
@@ -270,7 +282,7 @@ describe('polling', () => {
     client.stop();
   });
 
-  test('the sessionStorage copy follows the merged data', async () => {
+  test('the saved copy follows the merged data', async () => {
     env.backend.put('users', { id: 'u7', name: 'Seven', email: 's@example.com' });
     await env.clock.advance(5000);
     const saved = JSON.parse([...env.storage.map.entries()]
@@ -410,14 +422,14 @@ describe('writes', () => {
   const tokens = [];
 
   beforeEach(async () => {
-    env = setup({ backend: { token: 'tok-1' } });
+    env = setup({ backend: { token: TOK1 } });
     env.backend.seed('users', 2);
     tokens.length = 0;
     client = env.make({
       pollMs: 0,
       getIdToken: async (force) => {
         tokens.push(force);
-        return 'tok-1';
+        return TOK1;
       },
     });
     await client.start();
@@ -430,30 +442,31 @@ describe('writes', () => {
     const request = env.backend.last();
     assert.equal(request.method, 'POST');
     assert.equal(request.url.href, `${BASE}/users`);
-    assert.equal(request.headers.get('Authorization'), 'Bearer tok-1');
+    assert.equal(request.headers.get('Authorization'), `Bearer ${TOK1}`);
     assert.equal(request.headers.get('Content-Type'), 'application/json');
     assert.deepEqual(request.body, { name: 'Ada', email: 'ada@example.com' });
     assert.equal(created.id, 'gen3');
     assert.ok(created.createdAt && created.updatedAt, 'server timestamps come back');
     assert.equal(changes(env.events).length, 1, 'the local copy changed without a poll');
     assert.ok(ids(lastChange(env.events).items).includes('gen3'));
+    await flush(); // the copy is saved in the background
     const saved = [...env.storage.map.entries()].find(([key]) => key.endsWith('/users'))[1];
-    assert.ok(saved.includes('gen3'), 'and so did the sessionStorage copy');
+    assert.ok(saved.includes('gen3'), 'and so did the saved copy');
   });
 
   test('every read sends the token too', async () => {
     await client.refresh('users');
-    assert.equal(env.backend.last().headers.get('Authorization'), 'Bearer tok-1');
+    assert.equal(env.backend.last().headers.get('Authorization'), `Bearer ${TOK1}`);
   });
 
   test('a 401 asks getIdToken for a fresh token once', async () => {
-    env.backend.token = 'tok-2';
+    env.backend.token = TOK2;
     let calls = 0;
     const refreshing = env.make({
       pollMs: 0,
       getIdToken: async (force) => {
         calls += 1;
-        return force ? 'tok-2' : 'tok-1';
+        return force ? TOK2 : TOK1;
       },
     });
     const created = await refreshing.create('users', { name: 'B', email: 'b@example.com' });

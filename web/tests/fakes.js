@@ -13,6 +13,15 @@ export async function flush(rounds = 20) {
   for (let i = 0; i < rounds; i += 1) await new Promise((resolve) => setImmediate(resolve));
 }
 
+/**
+ * An unsigned JWT naming `sub` (with `admin: true` unless told otherwise): what the client
+ * reads a user from (the signature is the functions' business, not the client's).
+ */
+export function testToken(sub = 'test-user', claims = { admin: true }) {
+  const encode = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  return `${encode({ alg: 'none', typ: 'JWT' })}.${encode({ sub, ...claims })}.`;
+}
+
 export class FakeClock {
   constructor(start = Date.parse('2025-06-01T12:00:00Z')) {
     this.time = start;
@@ -76,6 +85,14 @@ export class FakeStorage {
 
   removeItem(key) {
     this.map.delete(key);
+  }
+
+  get length() {
+    return this.map.size;
+  }
+
+  key(index) {
+    return [...this.map.keys()][index] ?? null;
   }
 }
 

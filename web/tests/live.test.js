@@ -12,7 +12,7 @@ import {
 } from '../data-client.js';
 import {
   FakeBackend, FakeBytes, FakeClock, FakeDocument, FakeDocumentReference, FakeFirestoreSdk,
-  FakeGeoPoint, FakeStorage, FakeTimestamp, flush,
+  FakeGeoPoint, FakeStorage, FakeTimestamp, flush, testToken,
 } from './fakes.js';
 
 const BASE = 'http://api.test';
@@ -40,6 +40,7 @@ function setup({ live = true, clientOptions = {} } = {}) {
   const storage = new FakeStorage();
   const make = () => createDataClient({
     baseUrl: BASE, collections: ['users'], pollMs: 5000, fetch, storage,
+    getIdToken: async () => testToken('u-live'), // a user: the saved copy is per user
     eventTarget: target, document: doc, now: clock.now, setTimeout: clock.setTimeout,
     clearTimeout: clock.clearTimeout, random: () => 0.5,
     live: live === true ? { sdk, db: sdk.db } : live, ...clientOptions,
@@ -127,8 +128,8 @@ describe('live mode', () => {
 
   test('the event detail keeps its shape and adds mode', async () => {
     const env = await started(setup());
-    assert.deepEqual(Object.keys(env.last()).sort(), ['asOf', 'checkedAt', 'collection', 'freshAt',
-      'items', 'mode', 'source', 'stale']);
+    assert.deepEqual(Object.keys(env.last()).sort(), ['asOf', 'cachedAt', 'checkedAt', 'collection',
+      'freshAt', 'items', 'mode', 'outdated', 'source', 'stale']);
     assert.equal(env.last().source, 'firestore');
     env.client.stop();
   });

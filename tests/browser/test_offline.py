@@ -1,0 +1,279 @@
+"""The dashboard opens instantly and offline (issue 22), in Debian's headless Chromium.
+
+- a repeat visit shows the previous data (the data client's copy in IndexedDB) before any
+  network answer (the API's answers held back with `page.route`), then the answer;
+- with the network gone (`context.set_offline`), a reload opens the page from the service
+  worker's shell cache and shows the last data, its age and an "offline" badge; the worker
+  never cached an API answer;
+- a write offline is refused with a sentence, nothing is sent, the form keeps what was typed,
+  and it saves once the network is back; a migration offline is refused the same way;
+- back online, the page catches up by itself with a change made while it was offline;
+- another user on the same browser sees none of the first user's data (and the copy is gone);
+- a new version of the app shell is fetched in the background and announced, not forced.
+
+The "other user" signs in through `sign_in_as_other_user` (today the local stack's `?user=viewer`
+token, another `sub`): the one place to change for a real sign-in. Plus the files that make
+the page installable (manifest, icons, the worker's headers and CSP), without a browser.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import struct
+
+import pytest
+from playwright.sync_api import expect
+from werkzeug.test import Client
+
+from dev.app import WEB_DIR, create_static_app
+from tests.browser.admin import choose_file, message, open_migration
+from tests.browser.conftest import LocalStack, _serve_in_thread
+from tests.browser.dashboard import FAST_S, badge, open_dashboard, row, rows, unique_name
+
+RECORD_EVENTS = """
+window.__events = [];
+for (const type of ['usersDataChanged', 'jobsDataChanged', 'dataError']) {
+  window.addEventListener(type, (event) => window.__events.push({
+    type, source: event.detail.source ?? null, count: event.detail.items?.length ?? null,
+    code: event.detail.error?.code ?? null, t: performance.now() }));
+}
+"""
+# Every saved copy in the page's IndexedDB store (web/client/idb-store.js), parsed.
+SAVED_COPIES = """() => new Promise((resolve, reject) => {
+  const open = indexedDB.open('dashboard-data-client', 1);
+  open.onupgradeneeded = () => open.result.createObjectStore('copies');
+  open.onerror = () => reject(open.error);
+  open.onsuccess = () => {
+    const request = open.result.transaction('copies').objectStore('copies').getAll();
+    request.onsuccess = () => {
+      open.result.close();
+      resolve(request.result.map((text) => JSON.parse(text)));
+    };
+    request.onerror = () => reject(request.error);
+  };
+})"""
+SHELL_CACHES = """async () => {
+  const names = (await caches.keys()).filter((name) => name.startsWith('dashboard-shell-'));
+  const out = {};
+  for (const name of names) out[name] = (await (await caches.open(name)).keys()).map((r) => r.url);
+  return out;
+}"""
+
+
+@pytest.fixture(scope="module")
+def shell_copy(tmp_path_factory):
+    """A copy of web/ on a static host of its own: a test may change its files (a new version)."""
+    folder = tmp_path_factory.mktemp("web-copy") / "web"
+    shutil.copytree(WEB_DIR, folder, ignore=shutil.ignore_patterns("tests", "node_modules"))
+    origin, server = _serve_in_thread(create_static_app(folder))
+    yield origin, folder
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def stack(static_site, shell_copy):
+    """This module's stack: both static hosts may call it (CORS)."""
+    shared = LocalStack("test_offline", [static_site, shell_copy[0]])
+    yield shared
+    shared.stop()
+
+
+def visit(new_page, url: str):
+    """A page that records the client's events, with the dashboard loaded once from the network
+    (the worker installed, the copies saved)."""
+    page = new_page()
+    page.context.add_init_script(RECORD_EVENTS)
+    open_dashboard(page, url)
+    page.wait_for_function("() => navigator.serviceWorker.controller !== null")
+    page.wait_for_function(
+        "() => ['users', 'jobs'].every((n) => window.dashboard.client.cachedCopy(n))")
+    return page
+
+
+def sign_in_as_other_user(page, stack, origin: str) -> None:
+    """Another user in the same browser: today the local stack's viewer token (another `sub`,
+    no admin claim). With real sign-in, sign out and sign in as the sample viewer here."""
+    page.goto(stack.page_url(origin=origin, live=False, user="viewer"))
+
+
+def events(page) -> list[dict]:
+    return page.evaluate("window.__events")
+
+
+def api_pattern(stack) -> re.Pattern:
+    return re.compile(rf"^{re.escape(stack.url)}/(users|jobs)(\?|/|$)")
+
+
+def test_a_repeat_visit_shows_the_previous_data_before_any_network_answer(
+        stack, static_site, new_page):
+    url = stack.page_url(origin=static_site, live=False)
+    page = visit(new_page, url)
+    users = rows(page, "users").count()
+    held = []
+    # Asked, never answered until released.
+    page.route(api_pattern(stack), lambda route: held.append(route))
+    page.reload()
+    expect(badge(page, "users")).to_have_attribute("data-source", "cache")
+    expect(badge(page, "jobs")).to_have_attribute("data-source", "cache")
+    expect(rows(page, "users")).to_have_count(users)
+    expect(badge(page, "users")).to_contain_text("cached copy")
+    assert held, "the reads were sent"
+    shown = [e for e in events(page) if e["type"] == "usersDataChanged"]
+    assert [e["source"] for e in shown] == ["cache"], shown
+    for route in list(held):
+        route.continue_()
+    page.unroute(api_pattern(stack))  # (and lets any later request through)
+    expect(badge(page, "users")).to_have_attribute("data-source", "firestore")
+    expect(badge(page, "users")).to_have_attribute("data-stale", "false")
+
+
+def test_offline_reload_shows_the_last_data_with_its_age_and_an_offline_badge(
+        stack, static_site, new_page):
+    url = stack.page_url(origin=static_site, live=False)
+    page = visit(new_page, url)
+    users, jobs = rows(page, "users").count(), rows(page, "jobs").count()
+    some_user = rows(page, "users").first.get_attribute("data-id")
+    page.context.set_offline(True)
+    page.reload()
+    for collection, count in (("users", users), ("jobs", jobs)):
+        expect(badge(page, collection)).to_have_attribute("data-source", "cache")
+        expect(badge(page, collection)).to_have_attribute("data-offline", "true")
+        expect(badge(page, collection)).to_contain_text(
+            re.compile(r"offline · cached copy · stale · (just now|\d+ \w+ old)"))
+        expect(rows(page, collection)).to_have_count(count)
+    expect(row(page, "users", some_user)).to_have_count(1)
+    expect(page.locator("#offline-chip")).to_be_visible()
+    cached = page.evaluate(SHELL_CACHES)
+    (files,) = cached.values()
+    assert any(url.endswith("/index.html") for url in files)
+    assert any("/vendor/firebase/firebase-firestore.js" in url for url in files)
+    assert any(url.endswith("/client/cache.js") for url in files)
+    assert not [u for u in files if re.search(r"/(users|jobs|migrate|__/firebase)\b", u)], files
+    page.context.set_offline(False)
+    expect(badge(page, "users")).to_have_attribute("data-source", "firestore",
+                                                   timeout=FAST_S * 1000)
+    expect(page.locator("#offline-chip")).to_be_hidden()
+
+
+def test_a_write_offline_is_refused_and_nothing_is_lost(stack, static_site, new_page):
+    page = visit(new_page, stack.page_url(origin=static_site, live=False))
+    name = unique_name("Offline")
+    email = f"{name.split()[1]}@example.com"
+    page.context.set_offline(True)
+    page.locator("#f-name").fill(name)
+    page.locator("#f-email").fill(email)
+    page.locator("#form-submit").click()
+    refusal = page.locator("#form-error, #toast").filter(has_text="offline")
+    expect(refusal.first).to_contain_text("nothing was saved")
+    expect(page.locator("#f-name")).to_have_value(name)
+    expect(page.locator("#f-email")).to_have_value(email)
+    _, _, listed = stack.api("GET", "/users?limit=1000")
+    assert name not in {item.get("name") for item in listed["items"]}, "nothing was sent"
+    page.context.set_offline(False)
+    page.locator("#form-submit").click()
+    expect(page.locator("#users-table tbody tr", has_text=name)).to_have_count(1)
+
+
+def test_a_migration_offline_is_refused_with_a_sentence(stack, static_site, new_page):
+    page = visit(new_page, stack.page_url(origin=static_site, live=False))
+    open_migration(page, stack.page_url(origin=static_site, live=False))
+    _, _, runs_before = stack.api("GET", "/migrate/runs")
+    page.context.set_offline(True)
+    records = [{"name": "Ada", "email": "a@example.com"}]
+    choose_file(page, "users.json", json.dumps(records).encode())
+    page.locator("#migration-dry-run").click()
+    expect(message(page)).to_contain_text("offline: nothing was sent and nothing was saved")
+    page.context.set_offline(False)
+    _, _, runs_after = stack.api("GET", "/migrate/runs")
+    assert runs_after == runs_before, "no run was started"
+
+
+def test_online_again_the_page_catches_up_with_a_change_made_while_offline(
+        stack, static_site, new_page):
+    page = visit(new_page, stack.page_url(origin=static_site, live=False))
+    doc_id = rows(page, "users").first.get_attribute("data-id")
+    page.context.set_offline(True)
+    expect(badge(page, "users")).to_have_attribute("data-stale", "true", timeout=FAST_S * 1000)
+    renamed = unique_name("Renamed offline")
+    status, _, _ = stack.api("PATCH", f"/users/{doc_id}", {"name": renamed})
+    assert status == 200
+    page.context.set_offline(False)
+    expect(row(page, "users", doc_id)).to_contain_text(renamed, timeout=FAST_S * 1000)
+    expect(badge(page, "users")).to_have_attribute("data-source", "firestore")
+    expect(badge(page, "users")).to_have_attribute("data-offline", "false")
+
+
+def test_another_user_on_the_same_browser_sees_none_of_the_first_users_data(
+        stack, static_site, new_page):
+    page = visit(new_page, stack.page_url(origin=static_site, live=False))
+    first = {copy["uid"] for copy in page.evaluate(SAVED_COPIES)}
+    assert len(first) == 1
+    held = []
+    # No answer: only the store could show data.
+    page.route(api_pattern(stack), lambda route: held.append(route))
+    sign_in_as_other_user(page, stack, static_site)
+    page.wait_for_function("() => window.dashboard && document.readyState === 'complete'")
+    page.wait_for_function(f"async () => {{ const copies = await ({SAVED_COPIES})(); "
+                           f"return !copies.some((c) => c.uid === {next(iter(first))!r}); }}")
+    assert held, "the reads were sent"
+    for route in list(held):
+        route.continue_()
+    page.unroute(api_pattern(stack))  # (and lets any later request through)
+    expect(badge(page, "users")).to_have_attribute("data-source", "none")  # a viewer: refused
+    assert not [e for e in events(page) if e["type"].endswith("DataChanged") and e["count"]]
+    expect(rows(page, "users")).to_have_count(0)
+    assert all(copy["uid"] not in first for copy in page.evaluate(SAVED_COPIES))
+
+
+def test_a_new_version_of_the_app_is_fetched_in_the_background_and_announced(
+        stack, shell_copy, new_page):
+    origin, folder = shell_copy
+    page = visit(new_page, stack.page_url(origin=origin, live=False))
+    before = page.evaluate(SHELL_CACHES)
+    assert len(before) == 1
+    styles = folder / "styles.css"
+    styles.write_text(styles.read_text() + "\n/* new version */\n")
+    page.reload()
+    expect(page.locator("#app-update")).to_contain_text("A new version of the dashboard is ready")
+    expect(page.locator("#f-name")).to_be_visible()  # the page was not reloaded by force
+    page.wait_for_function(f"async () => {{ const c = await ({SHELL_CACHES})(); "
+                           "return Object.keys(c).length === 1; }")
+    after = page.evaluate(SHELL_CACHES)
+    assert after.keys() != before.keys()
+    page.locator("#app-update button", has_text="Reload").click()
+    expect(badge(page, "users")).to_have_attribute("data-source", "firestore")
+    assert "new version" in page.evaluate("fetch('styles.css').then((r) => r.text())")
+    expect(page.locator("#app-update")).to_have_count(0)
+
+
+# --- the installable page's files, no browser -------------------------------------------------
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_the_page_is_installable_and_the_worker_is_served_fresh():
+    client = Client(create_static_app(WEB_DIR))
+    page = client.get("/")
+    assert b'rel="manifest" href="manifest.webmanifest"' in page.data
+    assert b'src="sw-register.js"' in page.data
+    csp = page.headers["Content-Security-Policy"]
+    assert "worker-src 'self'" in csp and "manifest-src 'self'" in csp
+    manifest = client.get("/manifest.webmanifest")
+    assert manifest.headers["Content-Type"] == "application/manifest+json"
+    body = manifest.get_json(force=True)
+    assert body["display"] == "standalone" and body["start_url"] and body["name"]
+    sizes = set()
+    for icon in body["icons"]:
+        response = client.get(f"/{icon['src']}")
+        assert response.status_code == 200 and response.headers["Content-Type"] == "image/png"
+        width, height = png_size(response.data)
+        assert f"{width}x{height}" == icon["sizes"]
+        sizes.add(width)
+    assert {192, 512} <= sizes
+    worker = client.get("/sw.js")
+    assert worker.headers["Content-Type"].startswith("text/javascript")
+    assert worker.headers["Cache-Control"] == "no-cache"  # a new worker is seen on the next visit
