@@ -8,7 +8,7 @@
  *   const client = createDataClient({
  *     baseUrl: 'https://REGION-PROJECT.cloudfunctions.net',
  *     collections: ['users', 'jobs'],
- *     getIdToken: () => firebase.auth().currentUser?.getIdToken(),   // optional
+ *     auth: getAuth(app),   // optional: a Firebase Auth instance (firebase/auth), injected
  *     pollMs: 5000,
  *   });
  *   window.addEventListener('usersDataChanged', (e) => render(e.detail.items));
@@ -33,7 +33,9 @@
  *   `.status`, `.code` (`precondition_failed` for a 412, `conflict` for a 409, ...; status 0
  *   when no answer came: `network_error` or `timeout`; `token_unavailable` when getIdToken
  *   threw). The admin tools share the same transport and error shape (web/client/).
- * - Sends `Authorization: Bearer <ID token>` on every request when `getIdToken` is given.
+ * - Sends `Authorization: Bearer <ID token>` on every request when `auth` or `getIdToken` is
+ *   given. Give live mode's Firestore the same Firebase app as `auth`: the rules then see the
+ *   same user as the functions.
  * - Live mode (option `live: { sdk, db }`, the Firebase Web SDK's `firebase/firestore` module and
  *   a Firestore instance, or a promise of them): after the first answer of the read function,
  *   two Firestore listeners per collection, `updatedAt > asOf` on the collection and
@@ -63,8 +65,10 @@ export { REQUEST_TIMEOUT_MS } from './client/transport.js';
  *   `http://127.0.0.1:8080` for the local stack); each collection is at `<baseUrl>/<name>`.
  * - `collections`: names (`['users', 'jobs']`, the default), or `{ name: url }` when the
  *   functions have URLs of their own (Cloud Run style).
- * - `getIdToken(forceRefresh)`: async, returns a Firebase ID token (or nothing); asked before
- *   every request, and once more with `forceRefresh = true` after a 401.
+ * - `auth`: a Firebase Auth instance (`getAuth(app)`; this module imports nothing): the signed-in
+ *   user's ID token goes with every request (`currentUser.getIdToken()`, refreshed by the SDK),
+ *   forced fresh once after a 401. Or `getIdToken(forceRefresh)`: async, returns a Firebase
+ *   ID token (or nothing), asked the same way. Neither: no Authorization header.
  * - `pollMs` (5000; 0 turns polling off), `resyncMs` (60000), `cacheTtlMs` (5 minutes),
  *   `pageSize` (the server's default when unset), `maxBackoffMs`, `requestTimeoutMs`.
  * - `storage`: a Storage for the last good copy (`sessionStorage` by default; `null`: none).

@@ -42,7 +42,7 @@ function contextOf(client, options) {
       liveRetryMs,
     },
     fetch,
-    transport: createTransport({ fetch, getIdToken, timeoutMs: requestTimeoutMs, setTimeout,
+    transport: createTransport({ fetch, getIdToken, auth: options.auth, timeoutMs: requestTimeoutMs, setTimeout,
       clearTimeout }),
     storage: 'storage' in options ? options.storage : defaultStorage(),
     target: 'eventTarget' in options ? options.eventTarget

@@ -84,7 +84,7 @@ describe('explain', () => {
     assert.match(json.what, /not valid JSON/);
     assert.match(json.todo, /line 3, column 10/);
     assert.match(json.todo, /Nothing was written/);
-    assert.match(explain(error(403, 'not_admin')).todo, /functions admin grant/);
+    assert.match(explain(error(403, 'not_admin')).todo, /python -m ops admin grant YOUR_EMAIL/);
     assert.match(explain(error(404, 'unknown_collection')).todo, /COLLECTIONS/);
     assert.match(explain(error(413, 'payload_too_large')).todo, /gs:\/\//);
     const down = explain(error(0, 'unreachable', 'the request failed'), { url: 'http://x/migrate', written: true });
