@@ -11,8 +11,8 @@ Google's Firestore emulator delivers its change events (`--functions_emulator HO
 Everything else is the demo dashboard: the static files of `web/` at `/` (`index.html`,
 `app.js`, `data-client.js`, `styles.css`), as a static host would serve them, and the three
 files of the Firebase Web SDK its sign-in and live mode load (`/vendor/firebase/`, from the
-pinned npm package: the page's import map points the SDK's gstatic URLs there). Paths that are neither a function
-nor a file of the page answer the JSON 404 of the functions.
+pinned npm package: the page's import map points the SDK's gstatic URLs there). Paths that are
+neither a function nor a file of the page answer the JSON 404 of the functions.
 
 `/__/firebase/init.json` (the path Firebase Hosting serves a project's web config at) tells the
 page the project and where the Firestore and Auth emulators listen, so that it signs in and
