@@ -101,5 +101,5 @@ function endSession() {
   const client = window.dashboard.client;
   client?.stop();
   client?.clearCache?.(); // the per-user cache of web/client/cache.js, where there is one
-  sessionStorage.clear(); // this tab's copies of the data
+  sessionStorage.clear(); // this tab's copies of the data (and of the web config)
 }

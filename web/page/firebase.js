@@ -17,13 +17,17 @@ export const FIREBASE_CDN = `https://www.gstatic.com/firebasejs/${FIREBASE_VERSI
 export const PROVIDERS = ['google', 'password']; // what the page knows how to offer
 export const INIT_JSON = '/__/firebase/init.json'; // where Firebase Hosting serves the config
 const CONFIG_TIMEOUT_MS = 3000;
+// The last config read from an init.json, for a reload while that host cannot be reached (the
+// local stack's functions stopped): the signed-in user then still gets this tab's copy.
+const SAVED_KEY = 'dashboard-web-config';
 
 /**
  * The page's Firebase web config, with `providers` (dashboard-config.js's, known ones only):
  * dashboard-config.js's `firebase` when its `apiKey` is filled; else Firebase Hosting's
  * `/__/firebase/init.json` on the page's origin; else, on the local stack, the stack's own
- * (`<api>/__/firebase/init.json`: a demo key and where its emulators listen). Null when there
- * is none: nobody can sign in, and the page reads what the functions give without a token.
+ * (`<api>/__/firebase/init.json`: a demo key and where its emulators listen); else the last
+ * one this tab read. Null when there is none: nobody can sign in, and the page reads what the
+ * functions give without a token.
  */
 export async function loadWebConfig({ api, local }, settings = dashboardConfig) {
   const providers = (settings.providers ?? PROVIDERS).filter((name) => PROVIDERS.includes(name));
@@ -34,12 +38,17 @@ export async function loadWebConfig({ api, local }, settings = dashboardConfig) 
   for (const origin of origins) {
     try {
       const response = await transport.send(`${origin}${INIT_JSON}`);
-      if (response.ok) return { ...(await response.json()), providers };
+      if (response.ok) {
+        const web = await response.json();
+        sessionStorage.setItem(SAVED_KEY, JSON.stringify(web));
+        return { ...web, providers };
+      }
     } catch {
       // unreachable or not JSON: the next place
     }
   }
-  return null;
+  const saved = sessionStorage.getItem(SAVED_KEY);
+  return saved ? { ...JSON.parse(saved), providers } : null;
 }
 
 /**
