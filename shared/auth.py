@@ -200,9 +200,13 @@ def authenticate(headers: Any, settings: Settings, *, require_admin: bool,
     except auth.ExpiredIdTokenError:
         raise Unauthenticated("the ID token has expired", code="expired_token") from None
     except auth.RevokedIdTokenError:
+        if emulated:  # an expired token is expired before it is revoked, as in production
+            _check_token_times(payload)
         raise Unauthenticated("the ID token has been revoked; sign in again",
                               code="revoked_token") from None
     except auth.UserDisabledError:
+        if emulated:
+            _check_token_times(payload)
         raise Unauthenticated("the account is disabled", code="user_disabled") from None
     except auth.UserNotFoundError:
         raise Unauthenticated("the account no longer exists", code="user_not_found") from None
