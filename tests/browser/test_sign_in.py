@@ -274,3 +274,35 @@ def test_refused_tokens_through_the_api_and_the_page(make_stack, static_site, pa
     page.locator("#sign-in-password").fill(password)
     page.locator("#sign-in-submit").click()
     expect(page.locator("#sign-in-error")).to_contain_text("This account is disabled")
+
+
+def test_bad_input_in_the_admin_tools_is_said_in_a_sentence(public_stack, static_site, page):
+    """Item 6 of issue 21: an invalid email, a refused migration file, counts of one."""
+    from tests.browser.admin import choose_file, message
+
+    open_signed_in(page, public_stack.page_url(origin=static_site))
+    page.locator("#f-name").fill("Bad Email")
+    page.locator("#f-email").fill("not-an-email")
+    page.locator("#form-submit").click()
+    expect(page.locator("#err-email")).to_contain_text("must be an email address")
+    expect(page.locator("#err-email")).not_to_contain_text("pattern")
+
+    page.goto(public_stack.page_url(origin=static_site) + "#migrate")
+    expect(page.locator("#migration-recent h2")).to_have_text("Recent runs")
+    choose_file(page, "broken.json", b'[{"id": "u1", "name": "A"},')
+    page.locator("#migration-dry-run").click()
+    expect(message(page)).to_contain_text("not valid JSON")
+    # The run never existed: no card waiting for it, no run id in the URL, none after a reload.
+    expect(page.locator("#migration-run")).to_be_hidden()
+    assert page.evaluate("location.hash") == "#migrate"
+    page.reload()
+    expect(page.locator("#migration-recent h2")).to_have_text("Recent runs")
+    expect(page.locator("#migration-run")).to_be_hidden()
+
+    # One record is "1 record".
+    choose_file(page, "one.json", json.dumps([{"id": "one-record", "name": "Solo",
+                                               "email": "solo@example.com", "role": "creator",
+                                               "status": "active"}]).encode())
+    page.locator("#migration-dry-run").click()
+    expect(message(page)).to_contain_text("Dry run done: 1 record would be written", timeout=90_000)
+    expect(page.locator("#migration-panel")).not_to_contain_text("1 records")
