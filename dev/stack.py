@@ -33,6 +33,7 @@ DEFAULTS = {
 }
 HTTP_FUNCTIONS = ("users", "jobs", "migrate")
 RULES = ROOT / "firestore.rules"
+AUTH_PORT = 9099  # the Auth emulator's usual port (firebase.json), when free
 # The local stack's people (Auth emulator only; these passwords exist nowhere else).
 SAMPLE_ACCOUNTS = (
     {"email": "admin@example.com", "password": "admin-password", "name": "Sample admin",
@@ -103,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     from emulators.harness import (
         auth_from_env_or_start,
         firestore_from_env_or_start,
+        preferred_port,
         storage_from_env_or_start,
         wait_until_ready,
     )
@@ -116,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as emulators:
         # The Auth emulator (Node, ~10 s) starts while the other two do.
         auth_emu = auth_from_env_or_start(os.environ["GOOGLE_CLOUD_PROJECT"],
+                                          port=preferred_port(AUTH_PORT),
                                           log_path=STATE_DIR / "auth.log", wait=False)
         emulators.callback(auth_emu.stop)
         firestore_emu = firestore_from_env_or_start(log_path=STATE_DIR / "firestore.log",

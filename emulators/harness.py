@@ -79,6 +79,16 @@ def free_port() -> int:
         return port
 
 
+def preferred_port(port: int) -> int:
+    """`port` when it is free on 127.0.0.1 (a person's usual address), else a free one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return free_port()
+    return port
+
+
 @contextlib.contextmanager
 def reserved_port():
     """A free port of 127.0.0.1, held (bound) until the block ends: nothing started meanwhile
