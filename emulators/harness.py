@@ -192,8 +192,8 @@ def keep_or_discard(scratch: Path, keep: bool, into: Path) -> None:
     shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _death_signal_setter():
-    """Linux: a function for ``preexec_fn`` that makes the child get SIGTERM when the process
+def _death_signal_setter(sig: signal.Signals = signal.SIGTERM):
+    """Linux: a function for ``preexec_fn`` that makes the child get ``sig`` when the process
     that started it dies (even SIGKILLed); None elsewhere. libc is looked up here, in the
     parent, so that the forked child only makes the one call."""
     if sys.platform != "linux":
@@ -202,7 +202,7 @@ def _death_signal_setter():
         prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
         return None
-    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    return lambda: prctl(PR_SET_PDEATHSIG, sig)
 
 
 def _launch(name: str, command: list[str], log_path, *, ready: str, env: dict | None = None,
@@ -217,10 +217,11 @@ def _launch(name: str, command: list[str], log_path, *, ready: str, env: dict | 
 
 
 def _spawn(name: str, command: list[str], log_path, *, ready: str, env: dict | None = None,
-           die_with_parent: bool = False, cwd: Path = REPO_ROOT) -> RunningEmulator:
+           die_with_parent: bool | signal.Signals = False,
+           cwd: Path = REPO_ROOT) -> RunningEmulator:
     """Starts a command in its own process group, without waiting. With ``die_with_parent``,
     call this from the thread that lives as long as the emulator: Linux sends the death
-    signal when the starting *thread* ends."""
+    signal when the starting *thread* ends. ``die_with_parent`` may name the signal."""
     log = _log_file(name, log_path)
     with open(log, "wb") as out:
         process = subprocess.Popen(
@@ -231,7 +232,9 @@ def _spawn(name: str, command: list[str], log_path, *, ready: str, env: dict | N
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env=env,
-            preexec_fn=_death_signal_setter() if die_with_parent else None,
+            preexec_fn=(_death_signal_setter(signal.SIGTERM if die_with_parent is True
+                                             else die_with_parent)
+                        if die_with_parent else None),
         )
     emulator = RunningEmulator(name=name, host="", process=process, log_path=log,
                                ready_line=ready, command=command)
@@ -396,8 +399,10 @@ def start_auth(project: str, host: str = "127.0.0.1", port: int | None = None,
     command = [str(FIREBASE_CLI), "emulators:start", "--only", "auth", "--project", project,
                "--config", str(folder / "firebase.json")]
     env = {**os.environ, "CI": "1"}  # no prompts, no spinner
+    # SIGKILL when we die: firebase-tools takes a SIGTERM during its start-up as the first of
+    # two ("clean shutdown") and can keep running; the emulator keeps nothing worth a clean exit.
     emulator = _spawn("auth", command, log_path, ready=AUTH_READY, env=env,
-                      die_with_parent=True, cwd=folder)
+                      die_with_parent=signal.SIGKILL, cwd=folder)
     emulator.host = f"{host}:{chosen}"
     emulator.scratch = folder
     if wait:
