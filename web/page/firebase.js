@@ -40,15 +40,25 @@ export async function loadWebConfig({ api, local }, settings = dashboardConfig) 
       const response = await transport.send(`${origin}${INIT_JSON}`);
       if (response.ok) {
         const web = await response.json();
-        sessionStorage.setItem(SAVED_KEY, JSON.stringify(web));
+        remember(JSON.stringify(web));
         return { ...web, providers };
       }
     } catch {
       // unreachable or not JSON: the next place
     }
   }
-  const saved = sessionStorage.getItem(SAVED_KEY);
+  const saved = remember();
   return saved ? { ...JSON.parse(saved), providers } : null;
+}
+
+/** The saved config (`text`: save it); null where storage is disabled (it throws there). */
+function remember(text) {
+  try {
+    if (text) sessionStorage.setItem(SAVED_KEY, text);
+    return sessionStorage.getItem(SAVED_KEY);
+  } catch {
+    return null;
+  }
 }
 
 /**
