@@ -167,7 +167,10 @@ class LocalStack:
                 pytest.fail(f"the local stack (python -m dev.stack) exited with "
                             f"{self.process.returncode} while starting:\n{self.log_tail()}")
             with contextlib.suppress(OSError, harness.EmulatorError):  # accounts not made yet
-                status, _, body = self.api("GET", "/users?limit=1")
+                # Signed in afresh each time: a sign-in between the account's creation and its
+                # claim would otherwise hold a token without the claim.
+                status, _, body = api_call("GET", f"{self.url}/users?limit=1", timeout=5,
+                                           token=self.id_token("admin", fresh=True))
                 if status == 200 and body and body.get("items"):
                     # The page's listeners start LIVE_SLACK_MS (2 s, web/client/live.js) before
                     # its first read: documents seeded within that window are in their first
