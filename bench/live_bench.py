@@ -122,7 +122,9 @@ class Tab:
                      and self.probes.append(request.url))
         if record:
             self.page.add_init_script(RECORD_EVENTS)
-        self.page.goto(url)
+        from tests.browser.dashboard import open_signed_in
+
+        open_signed_in(self.page, url)  # the sample admin, through the page's sign-in
 
     def wait_for(self, expression: str, timeout_ms: int = LIVE_TIMEOUT_MS) -> None:
         """Until `expression` is true in the page (polled from here: the page's CSP forbids

@@ -9,13 +9,14 @@ Google's Firestore emulator delivers its change events (`--functions_emulator HO
 (see `emulator_deliveries`).
 
 Everything else is the demo dashboard: the static files of `web/` at `/` (`index.html`,
-`app.js`, `data-client.js`, `styles.css`), as a static host would serve them, and the two files
-of the Firebase Web SDK its live mode loads (`/vendor/firebase/`, from the pinned npm package:
-the page's import map points the SDK's gstatic URLs there). Paths that are neither a function
-nor a file of the page answer the JSON 404 of the functions.
+`app.js`, `data-client.js`, `styles.css`), as a static host would serve them, and the three
+files of the Firebase Web SDK its sign-in and live mode load (`/vendor/firebase/`, from the
+pinned npm package: the page's import map points the SDK's gstatic URLs there). Paths that are
+neither a function nor a file of the page answer the JSON 404 of the functions.
 
 `/__/firebase/init.json` (the path Firebase Hosting serves a project's web config at) tells the
-page the project and where the Firestore emulator listens, so that it can listen to it.
+page the project and where the Firestore and Auth emulators listen, so that it signs in and
+listens there.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ STATIC_HIDDEN_DIRS = {"tests", "test", "node_modules", "vendor"}
 # else of node_modules: `/vendor/firebase/<file>`.
 VENDOR_DIR = ROOT / "node_modules" / "firebase"
 VENDOR_PREFIX = "/vendor/firebase/"
-VENDOR_FILES = frozenset({"firebase-app.js", "firebase-firestore.js"})
+VENDOR_FILES = frozenset({"firebase-app.js", "firebase-auth.js", "firebase-firestore.js"})
 # The page talks to its own origin, to local stacks on other ports (`?api=`) and to the
 # Firestore emulator (live mode), nothing else. Its inline import map is allowed by its hash.
 PAGE_CSP = ("default-src 'self'; connect-src 'self' http://127.0.0.1:* http://localhost:*; "

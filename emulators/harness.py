@@ -1,4 +1,4 @@
-"""Start, reach and stop the local Firestore and Cloud Storage emulators.
+"""Start, reach and stop the local Firestore, Cloud Storage and Firebase Auth emulators.
 
 Used by the test fixtures (``tests/conftest.py``), the benchmarks and the local stack
 (``dev/stack.py``)::
@@ -7,6 +7,7 @@ Used by the test fixtures (``tests/conftest.py``), the benchmarks and the local 
 
     firestore = firestore_from_env_or_start()   # FIRESTORE_EMULATOR_HOST wins when set
     storage = storage_from_env_or_start()       # STORAGE_EMULATOR_HOST wins when set
+    auth = auth_from_env_or_start("demo-x")     # FIREBASE_AUTH_EMULATOR_HOST wins when set
     os.environ["FIRESTORE_EMULATOR_HOST"] = firestore.host    # "127.0.0.1:P"
     os.environ["STORAGE_EMULATOR_HOST"] = storage.host        # "http://127.0.0.1:P"
     ...
@@ -16,12 +17,13 @@ Firestore is **Google's own emulator** (``cloud-firestore-emulator``, the gcloud
 same jar the firebase CLI downloads), found by ``find_firestore_emulator``: the real query
 engine, security-rules engine and trigger delivery. Cloud Storage is the patched
 ``gcp-storage-emulator`` (``python -m emulators.storage_server``): Google's cannot be
-downloaded here. Google's emulator keeps no billing counter; ``emulators.meter`` counts the
-document reads its clients receive.
+downloaded here. Auth is Firebase's Auth emulator (the pinned npm ``firebase-tools``,
+``firebase emulators:start --only auth``: pure Node, no Java). Google's emulator keeps no
+billing counter; ``emulators.meter`` counts the document reads its clients receive.
 
 Emulators we start run in their own process group, write stdout and stderr to a log file,
 are killed (group-wide) at ``stop()`` or at interpreter exit, and also exit when this process
-dies (the storage emulator when its stdin closes, the JVM by the parent-death signal).
+dies (the storage emulator when its stdin closes, the JVM and Node by the parent-death signal).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -57,6 +59,8 @@ FIREBASE_TOOLS = "15.34.2"  # the firebase CLI a user may fetch the emulator wit
 WRITTEN_EVENT = "google.cloud.firestore.document.v1.written"
 FIRESTORE_READY = "Dev App Server is now running"
 STORAGE_READY = "READY "
+AUTH_READY = "All emulators ready"  # in firebase-tools' boxed banner, not at a line's start
+FIREBASE_CLI = REPO_ROOT / "node_modules" / ".bin" / "firebase"
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 5.0
 LOG_TAIL_LINES = 40
@@ -73,6 +77,16 @@ def free_port() -> int:
     """A TCP port that was free on 127.0.0.1 a moment ago."""
     with reserved_port() as port:
         return port
+
+
+def preferred_port(port: int) -> int:
+    """`port` when it is free on 127.0.0.1 (a person's usual address), else a free one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return free_port()
+    return port
 
 
 @contextlib.contextmanager
@@ -93,6 +107,9 @@ class RunningEmulator:
     host: str
     process: subprocess.Popen | None = None
     log_path: Path | None = None
+    ready_line: str = ""  # the log line's marker that says it is ready
+    command: list[str] = field(default_factory=list)
+    scratch: Path | None = None  # a folder of ours the emulator works in, deleted at stop()
 
     def stop(self) -> None:
         """Stops an emulator we started: SIGTERM, then SIGKILL, to its whole process group."""
@@ -110,6 +127,8 @@ class RunningEmulator:
         if process.stdin is not None:
             with contextlib.suppress(OSError):
                 process.stdin.close()
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         """The last lines of the emulator's log (stdout and stderr)."""
@@ -173,8 +192,8 @@ def keep_or_discard(scratch: Path, keep: bool, into: Path) -> None:
     shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _death_signal_setter():
-    """Linux: a function for ``preexec_fn`` that makes the child get SIGTERM when the process
+def _death_signal_setter(sig: signal.Signals = signal.SIGTERM):
+    """Linux: a function for ``preexec_fn`` that makes the child get ``sig`` when the process
     that started it dies (even SIGKILLed); None elsewhere. libc is looked up here, in the
     parent, so that the forked child only makes the one call."""
     if sys.platform != "linux":
@@ -183,33 +202,58 @@ def _death_signal_setter():
         prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
         return None
-    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    return lambda: prctl(PR_SET_PDEATHSIG, sig)
 
 
 def _launch(name: str, command: list[str], log_path, *, ready: str, env: dict | None = None,
-            die_with_parent: bool = False):
-    """Starts a command in its own process group and waits for ``ready`` in its log.
+            die_with_parent: bool = False, cwd: Path = REPO_ROOT):
+    """Starts a command in its own process group and waits for a log line starting with
+    ``ready`` (see ``_spawn`` and ``wait_until_ready``).
 
     Returns (emulator, the words after ``ready`` on its line)."""
+    emulator = _spawn(name, command, log_path, ready=ready, env=env,
+                      die_with_parent=die_with_parent, cwd=cwd)
+    return emulator, wait_until_ready(emulator)
+
+
+def _spawn(name: str, command: list[str], log_path, *, ready: str, env: dict | None = None,
+           die_with_parent: bool | signal.Signals = False,
+           cwd: Path = REPO_ROOT) -> RunningEmulator:
+    """Starts a command in its own process group, without waiting. With ``die_with_parent``,
+    call this from the thread that lives as long as the emulator: Linux sends the death
+    signal when the starting *thread* ends. ``die_with_parent`` may name the signal."""
     log = _log_file(name, log_path)
     with open(log, "wb") as out:
         process = subprocess.Popen(
             command,
-            cwd=REPO_ROOT,
+            cwd=cwd,
             stdin=subprocess.PIPE,  # closed when we die: the storage emulator then exits too
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env=env,
-            preexec_fn=_death_signal_setter() if die_with_parent else None,
+            preexec_fn=(_death_signal_setter(signal.SIGTERM if die_with_parent is True
+                                             else die_with_parent)
+                        if die_with_parent else None),
         )
-    emulator = RunningEmulator(name=name, host="", process=process, log_path=log)
+    emulator = RunningEmulator(name=name, host="", process=process, log_path=log,
+                               ready_line=ready, command=command)
     _started.add(emulator)
+    return emulator
+
+
+def wait_until_ready(emulator: RunningEmulator) -> list[str]:
+    """Waits for the emulator's ready line (one starting with its marker, or holding it, for
+    firebase-tools' boxed banner); the words after the marker. EmulatorError (and the
+    emulator stopped) when it exits first or takes longer than STARTUP_TIMEOUT_S."""
+    ready, log, process = emulator.ready_line, emulator.log_path, emulator.process
+    if process is None:
+        return []
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while True:
         for line in log.read_text(errors="replace").splitlines():
-            if line.startswith(ready):
-                return emulator, line[len(ready):].split()
+            if line.startswith(ready) or (ready == AUTH_READY and ready in line):
+                return line[len(ready):].split()
         code = process.poll()
         if code is not None or time.monotonic() > deadline:
             emulator.stop()
@@ -219,8 +263,9 @@ def _launch(name: str, command: list[str], log_path, *, ready: str, env: dict | 
                 else f"was not ready within {STARTUP_TIMEOUT_S:.0f} s"
             )
             raise EmulatorError(
-                f"the {name} emulator {why}.\n"
-                f"command: {' '.join(command)}\nlog {log}:\n{_tail(log, LOG_TAIL_LINES)}"
+                f"the {emulator.name} emulator {why}.\n"
+                f"command: {' '.join(emulator.command)}\nlog {log}:\n"
+                f"{_tail(log, LOG_TAIL_LINES)}"
             )
         time.sleep(0.05)
 
@@ -327,6 +372,54 @@ def start_storage(
     return emulator
 
 
+def start_auth(project: str, host: str = "127.0.0.1", port: int | None = None,
+               log_path=None, *, wait: bool = True) -> RunningEmulator:
+    """Starts Firebase's Auth emulator for ``project`` (a ``demo-`` one); ``host`` of the result
+    is ``"HOST:PORT"`` (what ``FIREBASE_AUTH_EMULATOR_HOST`` takes). It takes 7-13 s (Node):
+    ``wait=False`` returns at once, and ``wait_until_ready(emulator)`` waits later, so that
+    other emulators start meanwhile (from the same thread: see ``_spawn``).
+
+    firebase-tools reads its ports from a ``firebase.json``: this writes one of its own (the
+    auth port, and free ports for the emulator hub and logging that it opens too, so that two
+    stacks never meet on 4400/4500) in a scratch folder, deleted at ``stop()``.
+    """
+    if not FIREBASE_CLI.exists():
+        raise EmulatorError(f"{FIREBASE_CLI} is missing: the Auth emulator is the npm package "
+                            "firebase-tools (package.json): run `npm ci` first")
+    if not project.startswith("demo-"):
+        raise EmulatorError(f"the Auth emulator runs for demo- projects only, not {project!r}")
+    folder = Path(tempfile.mkdtemp(prefix="auth-emulator-"))
+    with reserved_port() as hub, reserved_port() as logging_port:
+        chosen = port or free_port()
+    config = {"emulators": {
+        "singleProjectMode": True, "ui": {"enabled": False},
+        "auth": {"host": host, "port": chosen},
+        "hub": {"host": host, "port": hub}, "logging": {"host": host, "port": logging_port}}}
+    (folder / "firebase.json").write_text(json.dumps(config), encoding="utf-8")
+    command = [str(FIREBASE_CLI), "emulators:start", "--only", "auth", "--project", project,
+               "--config", str(folder / "firebase.json")]
+    env = {**os.environ, "CI": "1"}  # no prompts, no spinner
+    # SIGKILL when we die: firebase-tools takes a SIGTERM during its start-up as the first of
+    # two ("clean shutdown") and can keep running; the emulator keeps nothing worth a clean exit.
+    emulator = _spawn("auth", command, log_path, ready=AUTH_READY, env=env,
+                      die_with_parent=signal.SIGKILL, cwd=folder)
+    emulator.host = f"{host}:{chosen}"
+    emulator.scratch = folder
+    if wait:
+        wait_until_ready(emulator)
+    return emulator
+
+
+def auth_from_env_or_start(project: str, host: str = "127.0.0.1", port: int | None = None,
+                           log_path=None, *, wait: bool = True) -> RunningEmulator:
+    """The Auth emulator at ``FIREBASE_AUTH_EMULATOR_HOST`` when set (not ours to stop), else
+    ours (see ``start_auth``; ``wait_until_ready`` does nothing for an external one)."""
+    external = os.environ.get("FIREBASE_AUTH_EMULATOR_HOST", "").strip()
+    if external:
+        return RunningEmulator(name="auth", host=external)
+    return start_auth(project, host=host, port=port, log_path=log_path, wait=wait)
+
+
 def firestore_from_env_or_start(
     host: str = "127.0.0.1", port: int | None = None, log_path=None, **options
 ) -> RunningEmulator:
@@ -350,12 +443,13 @@ def storage_from_env_or_start(
     return start_storage(host=host, port=port, log_path=log_path)
 
 
-def _call(base_url: str, method: str, path: str, body: bytes | None = None,
-          timeout: float = 10.0) -> tuple[int, bytes]:
+def call_emulator(base_url: str, method: str, path: str, body: bytes | None = None,
+          timeout: float = 10.0, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     """One HTTP request to an emulator: (status, body)."""
     parts = urlsplit(base_url if "://" in base_url else f"http://{base_url}")
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
-    headers = {"Content-Type": "application/json"} if body is not None else {}
+    headers = {**({"Content-Type": "application/json"} if body is not None else {}),
+               **(headers or {})}
     try:
         connection.request(method, path, body=body, headers=headers)
         response = connection.getresponse()
@@ -367,7 +461,7 @@ def _call(base_url: str, method: str, path: str, body: bytes | None = None,
 
 
 def _request(base_url: str, method: str, path: str, body: bytes | None = None) -> bytes:
-    status, answer = _call(base_url, method, path, body)
+    status, answer = call_emulator(base_url, method, path, body)
     if status >= 300:
         raise EmulatorError(f"{method} {base_url}{path}: HTTP {status} {answer[:200]!r}")
     return answer
@@ -408,7 +502,7 @@ def load_rules(emulator: RunningEmulator, project: str, rules: str,
     """Loads a ruleset into one project of Google's emulator; its compiler's errors raise
     ``RulesError`` (with line and column), and nothing changes."""
     body = json.dumps({"rules": {"files": [{"name": name, "content": rules}]}}).encode()
-    status, answer = _call(emulator.host, "PUT",
+    status, answer = call_emulator(emulator.host, "PUT",
                            f"/emulator/v1/projects/{quote(project)}:securityRules", body)
     if status == 200:
         return

@@ -13,10 +13,11 @@ which only a `demo-` project may use. Exit status: 0 done (or nothing to change)
 user, 2 any other error.
 
 A new claim reaches the user's ID token at its next refresh (within the hour, or at once with
-`getIdToken(true)` or a new sign-in). `revoke` therefore also revokes the user's refresh tokens
-(unless `--keep-sessions`): no new ID token with the old claim can be minted, and the functions
-refuse the current ones when `CHECK_REVOKED` is on. Firestore rules cannot see revocations, so
-there a token already issued keeps its claim until it expires (at most one hour).
+`getIdToken(true)`: the dashboard's "Check my access again", or a new sign-in). `revoke`
+therefore also revokes the user's refresh tokens (unless `--keep-sessions`): no new ID token
+with the old claim can be minted, and the functions refuse the current ones when
+`CHECK_REVOKED` is on. Firestore rules cannot see revocations, so there a token already issued
+keeps its claim until it expires (at most one hour).
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ def _grant(app: Any, uid: str, claims: dict[str, Any], who: str, target: str) ->
         return 0
     _call(lambda auth: auth.set_custom_user_claims(uid, {**claims, ADMIN_CLAIM: True}, app=app))
     print(f"granted admin to {who} in {target}; it reaches the user's ID token at its next "
-          "refresh (at most one hour, or at once after signing in again)")
+          "refresh (at most one hour; at once with \"Check my access again\" on the dashboard, "
+          "or after signing in again)")
     return 0
 
 

@@ -28,6 +28,8 @@ never decide whether a token is accepted, they only say why it was not.
 With `FIREBASE_AUTH_EMULATOR_HOST` set, firebase-admin skips the signature, `kid`, `alg` and
 expiry checks; `shared.settings` refuses to start that way outside a `demo-` project, and
 `authenticate` checks it again on every call since firebase-admin reads the live environment.
+The expiry and issue time it checks itself then (`exp`, `iat`), so that the local stack refuses
+an expired token with the same 401 `expired_token` as production.
 """
 
 from __future__ import annotations
@@ -198,9 +200,13 @@ def authenticate(headers: Any, settings: Settings, *, require_admin: bool,
     except auth.ExpiredIdTokenError:
         raise Unauthenticated("the ID token has expired", code="expired_token") from None
     except auth.RevokedIdTokenError:
+        if emulated:  # an expired token is expired before it is revoked, as in production
+            _check_token_times(payload)
         raise Unauthenticated("the ID token has been revoked; sign in again",
                               code="revoked_token") from None
     except auth.UserDisabledError:
+        if emulated:
+            _check_token_times(payload)
         raise Unauthenticated("the account is disabled", code="user_disabled") from None
     except auth.UserNotFoundError:
         raise Unauthenticated("the account no longer exists", code="user_not_found") from None
@@ -223,7 +229,9 @@ def authenticate(headers: Any, settings: Settings, *, require_admin: bool,
         raise ConfigError("CHECK_REVOKED needs Google credentials (Application Default "
                           "Credentials) to ask the Auth API about revocations",
                           code="missing_credentials") from None
-    if not emulated:
+    if emulated:
+        _check_token_times(claims)
+    else:
         _check_auth_time(claims)
     principal = Principal(
         uid=str(claims.get("uid") or claims.get("sub")),
@@ -256,6 +264,21 @@ def _why_refused(header: Mapping[str, Any], payload: Mapping[str, Any], project:
     if "too early" in library_message.lower():
         return "token_not_yet_valid", "the ID token is not valid yet (issued in the future)"
     return "invalid_token", "the ID token is invalid"
+
+
+def _check_token_times(claims: Mapping[str, Any]) -> None:
+    """The auth emulator path: firebase-admin checks no times there, so `exp` and `iat` are
+    checked here, as google-auth checks them for a signed token (no clock skew allowed)."""
+    now = time.time()
+    expires, issued = claims.get("exp"), claims.get("iat")
+    if not all(isinstance(value, (int, float)) and not isinstance(value, bool)
+               for value in (expires, issued)):
+        raise Unauthenticated("the ID token has no valid exp or iat", code="invalid_token")
+    if expires < now:
+        raise Unauthenticated("the ID token has expired", code="expired_token")
+    if issued > now:
+        raise Unauthenticated("the ID token is not valid yet (issued in the future)",
+                              code="token_not_yet_valid")
 
 
 def _check_auth_time(claims: Mapping[str, Any]) -> None:

@@ -258,6 +258,9 @@ _SCHEMA_TYPES = {"string": "a string", "integer": "an integer", "number": "a num
                  "null": "null"}
 _FORMAT_NAMES = {"date-time": "an RFC 3339 date-time", "date": "a date (YYYY-MM-DD)",
                  "email": "an email address"}
+# The schemas' patterns, said as what a person types (a regular expression is no sentence for
+# the page or a migration report). A pattern missing here is still said as the pattern itself.
+_PATTERN_NAMES = {r"^[^@\s]+@[^@\s]+$": "an email address (name@example.com)"}
 
 
 def _json_kind(value: Any) -> str:
@@ -293,6 +296,8 @@ def schema_message(error: Any) -> str:
         bound = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "more than",
                  "exclusiveMaximum": "less than"}[keyword]
         said = f"must be {bound} {expected}"
+    elif keyword == "pattern" and expected in _PATTERN_NAMES:
+        said = f"must be {_PATTERN_NAMES[expected]}"
     elif keyword == "pattern":
         said = f"must match the pattern {expected}"
     elif keyword == "format" and expected in _FORMAT_NAMES:

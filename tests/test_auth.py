@@ -481,6 +481,20 @@ def test_emulator_still_checks_audience_and_admin(monkeypatch):
     assert (status_of(error), error.code) == (403, "not_admin")
 
 
+@pytest.mark.parametrize(("field", "offset_s", "code"), [
+    ("exp", -10, "expired_token"), ("iat", 60, "token_not_yet_valid"),
+    ("exp", None, "invalid_token")], ids=["expired", "issued in the future", "no exp"])
+def test_emulator_path_still_checks_the_token_times(monkeypatch, field, offset_s, code):
+    # firebase-admin checks no times on the emulator path, so authenticate does. A minted token:
+    # its own times are the point, and the Auth emulator always issues them as of now.
+    monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099")
+    settings = settings_for("demo-dashboard", FIREBASE_AUTH_EMULATOR_HOST="127.0.0.1:9099")
+    value = REMOVE if offset_s is None else int(time.time()) + offset_s
+    token = unsigned(_emulator_claims("demo-dashboard", admin=True, **{field: value}))
+    error = refusal(bearer(token), settings)
+    assert (status_of(error), error.code) == (401, code)
+
+
 def test_emulator_revocation_check_uses_the_emulator(monkeypatch, requests_mock):
     monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099")
     settings = settings_for("demo-dashboard", FIREBASE_AUTH_EMULATOR_HOST="127.0.0.1:9099",

@@ -1,55 +1,118 @@
 // The demo dashboard: plain DOM code on top of data-client.js (no framework, no build step).
-// Its parts: page/config.js (settings, the local sign-in, live mode's SDK), page/tables.js
-// (the users and jobs tables and their badges), page/user-form.js (add and edit a user), and
-// the admin tabs (admin/tools.js: the migration panel and the status page).
+// Its parts: page/config.js (settings), page/firebase.js (the one Firebase app: web config,
+// Authentication, live mode's Firestore), page/sign-in.js (who is signed in, what they may do),
+// page/tables.js (the users and jobs tables and their badges), page/user-form.js (add and edit
+// a user), and the admin tabs (admin/tools.js: the migration panel and the status page).
 import { mountAdminTools } from './admin/tools.js';
 import { createDataClient } from './data-client.js';
-import { localEmulatorToken, readConfig, startLive } from './page/config.js';
+import { readConfig } from './page/config.js';
+import { connectFirestore, loadWebConfig, startFirebase } from './page/firebase.js';
+import { createAccess, mountSignIn, watchUser } from './page/sign-in.js';
 import { mountTables } from './page/tables.js';
 import { mountUserForm, resetForm, startEdit } from './page/user-form.js';
 
 const COLLECTIONS = ['users', 'jobs'];
+// Why the last session ended, said on the sign-in card after the reload that follows it.
+const ENDED_KEY = 'dashboard-session-ended';
 
 const $ = (selector) => document.querySelector(selector);
 
 const config = readConfig();
-// The Firebase SDK (some 800 kB to compile) once the first data is painted, not before: a
-// repeat visit shows the saved copy first (issue 22); live mode follows a frame later.
-const firstPaint = new Promise((resolve) => {
-  const afterNextFrame = () => requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(resolve)));
-  window.addEventListener('usersDataChanged', afterNextFrame, { once: true });
-  setTimeout(resolve, 3000); // no data yet (the functions slow or down): live mode anyway
-});
-const live = config.live ? firstPaint.then(() => startLive(config)) : null;
-const client = createDataClient({
-  baseUrl: config.api,
-  collections: COLLECTIONS,
-  getIdToken: config.local ? localEmulatorToken(config.project, config.viewer) : undefined,
-  pollMs: config.pollMs,
-  pageSize: 1000, // the read API's default MAX_LIMIT: one request per collection (the client
-  // falls back to the server's default page size if a deployment allows less)
-  live,
-});
-window.dashboard = { client, config, live }; // for the console and the browser tests
-
-const view = {
-  users: { detail: null, error: null, filter: '' },
-  jobs: { detail: null, error: null, filter: '' },
-  editing: null, // { id, item } while the form edits a user
-};
+const access = createAccess();
+window.dashboard = { config, access }; // for the console and the browser tests
 
 $('#api-label').textContent = config.api;
-$('#footer').textContent = `${config.live ? 'Live (Firestore listeners), else p' : 'P'}olling `
-  + `every ${config.pollMs / 1000} s · data-client.js · Firestore, then the Cloud Storage `
-  + 'snapshot; the last copy saved in this browser shows at once, and offline';
-if (config.local) {
-  const chip = $('#auth-chip');
-  chip.hidden = false;
-  chip.textContent = `local ${config.viewer ? 'viewer (no admin claim)' : 'admin'} · unsigned emulator token`;
-  chip.title = 'Local stack only: the page signs in with an unsigned token the auth emulator path accepts';
+const firebase = await loadWebConfig(config).then((web) => web && startFirebase(web))
+  .catch((error) => {
+    $('#setup-note').hidden = false;
+    $('#setup-note').textContent = `Firebase could not start (${error.message}): nobody can sign in.`;
+    return null;
+  });
+window.dashboard.firebase = firebase;
+
+if (!firebase) {
+  // No web config: nobody can sign in; the page shows what the functions give without a token.
+  if ($('#setup-note').hidden) {
+    $('#setup-note').hidden = false;
+    $('#setup-note').textContent = 'This page has no Firebase web config, so nobody can sign in: '
+      + 'fill web/dashboard-config.js (docs/client.md, "Sign-in"). Showing what the functions '
+      + 'give without a token.';
+  }
+  document.body.dataset.access = 'open';
+  startDashboard(null);
+} else {
+  let dashboard = null;
+  let signingOut = false;
+  mountSignIn({ firebase, access, onSignOut: () => { signingOut = true; endSession(); } });
+  const ended = sessionStorage.getItem(ENDED_KEY);
+  if (ended) {
+    $('#sign-in-error').textContent = 'Your session ended (revoked, disabled or expired): sign in again.';
+    $('#sign-in-error').hidden = false;
+  }
+  watchUser(firebase, access);
+  access.subscribe(({ user }) => {
+    if (user && !dashboard) {
+      sessionStorage.removeItem(ENDED_KEY);
+      dashboard = startDashboard(firebase);
+    } else if (!user && dashboard) {
+      // By Sign out (already cleaned up), in another tab, or the SDK dropped a revoked session.
+      if (!signingOut) {
+        endSession();
+        sessionStorage.setItem(ENDED_KEY, 'ended');
+      }
+      location.reload(); // a fresh page: the sign-in card, nothing of the last user's
+    }
+  });
+  await firebase.auth.authStateReady();
+  if (!firebase.auth.currentUser) access.set(null, null);
 }
 
-mountUserForm({ client, view, api: config.api });
-mountTables({ client, config, view, collections: COLLECTIONS, startEdit, resetForm });
-client.start();
-mountAdminTools({ client, api: config.api, getIdToken: config.local ? localEmulatorToken(config.project) : undefined });
+/** The tables, the form and the admin tabs for the signed-in user (or nobody: `firebase` null). */
+function startDashboard(fb) {
+  // Firestore's SDK (some 800 kB to compile) once the first data is painted, not before: a
+  // repeat visit shows the saved copy first; live mode follows a frame later.
+  const live = config.live && fb
+    ? afterFirstPaint().then(() => connectFirestore(fb, { logLevel: config.firestoreLog }))
+    : null;
+  const client = createDataClient({
+    baseUrl: config.api,
+    collections: COLLECTIONS,
+    auth: fb?.auth, // the signed-in user's ID token on every call; the SDK refreshes it
+    pollMs: config.pollMs,
+    pageSize: 1000, // the read API's default MAX_LIMIT: one request per collection (the client
+    // falls back to the server's default page size if a deployment allows less)
+    live,
+  });
+  Object.assign(window.dashboard, { client, live });
+  const view = {
+    users: { detail: null, error: null, filter: '' },
+    jobs: { detail: null, error: null, filter: '' },
+    editing: null, // { id, item } while the form edits a user
+  };
+  $('#footer').textContent = `${live ? 'Live (Firestore listeners), else p' : 'P'}olling `
+    + `every ${config.pollMs / 1000} s · data-client.js · Firestore, then the Cloud Storage `
+    + 'snapshot; the last copy saved in this browser shows at once, and offline';
+  $('#dashboard').hidden = false;
+  mountUserForm({ client, view, api: config.api });
+  mountTables({ client, config, view, collections: COLLECTIONS, startEdit, resetForm });
+  client.start();
+  mountAdminTools({ client, api: config.api, auth: fb?.auth, access });
+  return client;
+}
+
+/** Resolves a frame after the first users data is painted (at the latest after 3 s). */
+function afterFirstPaint() {
+  return new Promise((resolve) => {
+    const afterNextFrame = () => requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(resolve)));
+    window.addEventListener('usersDataChanged', afterNextFrame, { once: true });
+    setTimeout(resolve, 3000); // no data yet (the functions slow or down): live mode anyway
+  });
+}
+
+/** The session ends: stop the listeners and the polls, and forget this tab's data. */
+function endSession() {
+  const client = window.dashboard.client;
+  client?.stop();
+  client?.clearCache?.(); // the per-user cache of web/client/cache.js, where there is one
+  sessionStorage.clear(); // this tab's copies of the data (and of the web config)
+}

@@ -8,7 +8,7 @@
  *   const client = createDataClient({
  *     baseUrl: 'https://REGION-PROJECT.cloudfunctions.net',
  *     collections: ['users', 'jobs'],
- *     getIdToken: () => firebase.auth().currentUser?.getIdToken(),   // optional
+ *     auth: getAuth(app),   // optional: a Firebase Auth instance (firebase/auth), injected
  *     pollMs: 5000,
  *   });
  *   window.addEventListener('usersDataChanged', (e) => render(e.detail.items));
@@ -34,7 +34,9 @@
  *   `.status`, `.code` (`precondition_failed` for a 412, `conflict` for a 409, ...; status 0
  *   when no answer came: `network_error` or `timeout`; `token_unavailable` when getIdToken
  *   threw). The admin tools share the same transport and error shape (web/client/).
- * - Sends `Authorization: Bearer <ID token>` on every request when `getIdToken` is given.
+ * - Sends `Authorization: Bearer <ID token>` on every request when `auth` or `getIdToken` is
+ *   given. Give live mode's Firestore the same Firebase app as `auth`: the rules then see the
+ *   same user as the functions.
  * - Live mode (option `live: { sdk, db }`, the Firebase Web SDK's `firebase/firestore` module and
  *   a Firestore instance, or a promise of them): after the first answer of the read function,
  *   two Firestore listeners per collection, `updatedAt > asOf` on the collection and
@@ -66,8 +68,10 @@ export { REQUEST_TIMEOUT_MS } from './client/transport.js';
  *   `http://127.0.0.1:8080` for the local stack); each collection is at `<baseUrl>/<name>`.
  * - `collections`: names (`['users', 'jobs']`, the default), or `{ name: url }` when the
  *   functions have URLs of their own (Cloud Run style).
- * - `getIdToken(forceRefresh)`: async, returns a Firebase ID token (or nothing); asked before
- *   every request, and once more with `forceRefresh = true` after a 401.
+ * - `auth`: a Firebase Auth instance (`getAuth(app)`; this module imports nothing): the signed-in
+ *   user's ID token goes with every request (`currentUser.getIdToken()`, refreshed by the SDK),
+ *   forced fresh once after a 401. Or `getIdToken(forceRefresh)`: async, returns a Firebase
+ *   ID token (or nothing), asked the same way. Neither: no Authorization header.
  * - `pollMs` (5000; 0 turns polling off), `resyncMs` (60000), `pageSize` (the server's default
  *   when unset), `maxBackoffMs`, `requestTimeoutMs`.
  * - The saved copy (client/cache.js): `maxCacheAgeMs` (7 days; `cacheTtlMs` is its former
@@ -75,7 +79,8 @@ export { REQUEST_TIMEOUT_MS } from './client/transport.js';
  *   copy's events say `outdated: true`, `maxCacheBytes` (4 MB) the largest copy kept.
  *   `storage`: where (this origin's IndexedDB by default; a `Storage` such as `sessionStorage`,
  *   or a store `{ get, set, delete, clear }` of client/idb-store.js; `null`: nowhere).
- *   `client.clearCache()` deletes them (sign-out).
+ *   `client.clearCache()` deletes them (sign-out). The copies belong to the signed-in user
+ *   (the ID token's `sub`): another user, no token, or the admin claim gone deletes them.
  * - `httpCache`: conditional reads by the browser's HTTP cache (default in a browser), or
  *   (`false`) by this client setting `If-None-Match` itself (default elsewhere).
  * - `live`: `{ sdk, db }` (or a promise of it): the `firebase/firestore` module and a Firestore

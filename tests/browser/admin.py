@@ -8,12 +8,15 @@ import time
 
 from playwright.sync_api import Locator, Page, expect
 
+from tests.browser.dashboard import open_signed_in
+
 RUN_S = 90  # a migration of the messy sample on a loaded 2-core machine, with margin
 
 
 def open_migration(page: Page, url: str) -> None:
-    """The migration panel, once it knows the caller may migrate (GET /migrate/runs answered)."""
-    page.goto(f"{url}#migrate")
+    """The migration panel, signed in as the admin, once it knows the caller may migrate (GET
+    /migrate/runs answered)."""
+    open_signed_in(page, f"{url}#migrate")
     expect(page.locator("#migration-card")).to_be_visible()
     expect(page.locator("#migration-recent h2")).to_have_text("Recent runs")
 

@@ -17,18 +17,18 @@
                  tests show there).
 
 Each stack is ``python -m dev.stack`` in a subprocess (the page, the functions, the sample
-data and whatever else ``make dev`` runs), on its own Firestore (Google's, delivering its change
-events to the stack's port) and Cloud Storage emulators, which this file starts with
-``emulators.harness`` so that a test can stop them; the session's
-shared emulators (tests/conftest.py) are never touched. The stack runs the auth emulator path
-(``FIREBASE_AUTH_EMULATOR_HOST`` with a ``demo-`` project), so the page's unsigned local admin
-token is accepted, and ``READ_ACCESS=admin``, so reads carry the token too.
+data, the sample accounts and whatever else ``make dev`` runs), on its own Firestore (Google's,
+delivering its change events to the stack's port), Cloud Storage and Firebase Auth emulators,
+which this file starts with ``emulators.harness`` so that a test can stop them; the session's
+shared emulators (tests/conftest.py) are never touched. People sign in for real: the page
+through its sign-in card (``tests/browser/dashboard.py``), the tests' own API calls with the
+sample admin's ID token from the Auth emulator (``LocalStack.id_token``). The stack runs
+``READ_ACCESS=admin``, so reads carry the token too.
 """
 
 from __future__ import annotations
 
 import atexit
-import base64
 import contextlib
 import datetime as dt
 import json
@@ -67,26 +67,15 @@ FIRESTORE_LOG = os.environ.get("FIRESTORE_LOG", "debug")
 VIEWPORT = {"width": 1360, "height": 1000}
 
 
-def unsigned_admin_token(project: str = PROJECT, *, admin: bool = True) -> str:
-    """The page's token for the local stack: unsigned, `admin: true` (emulator path only);
-    `admin=False`: the same user without the claim."""
-    def encode(value: dict) -> str:
-        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
-
-    now = int(time.time())
-    claims = {"iss": f"https://securetoken.google.com/{project}", "aud": project,
-              "sub": "browser-tests", "iat": now - 5, "auth_time": now - 5, "exp": now + 3600,
-              **({"admin": True} if admin else {})}
-    return f"{encode({'alg': 'none', 'typ': 'JWT'})}.{encode(claims)}."
-
-
 def api_call(method: str, url: str, body: object = None, headers: dict | None = None,
-             timeout: float = 15) -> tuple[int, dict, object]:
-    """One request to the API as the admin: (status, headers, JSON body or None)."""
+             timeout: float = 15, *, token: str | None = None) -> tuple[int, dict, object]:
+    """One request to the API, as the holder of `token` (an ID token; None: no Authorization
+    header): (status, headers, JSON body or None)."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={
-        "Authorization": f"Bearer {unsigned_admin_token()}", "Content-Type": "application/json",
-        **(headers or {})})
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    if token:
+        sent.setdefault("Authorization", f"Bearer {token}")
+    request = urllib.request.Request(url, data=data, method=method, headers=sent)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             raw, status, got = response.read(), response.status, dict(response.headers)
@@ -118,17 +107,27 @@ class LocalStack:
         self.process: subprocess.Popen | None = None
         # The stack's port is held while the emulators start: Google's emulator opens extra
         # ports at random, and one once took the stack's.
-        with harness.reserved_port() as self.port:
-            self.url = f"http://127.0.0.1:{self.port}"
-            self.firestore = harness.start_firestore(
-                log_path=ARTIFACTS / f"{prefix}-firestore.log",
-                functions_emulator=f"127.0.0.1:{self.port}")
-            try:
-                self.storage = harness.start_storage(
-                    log_path=ARTIFACTS / f"{prefix}-storage.log")
-            except BaseException:
-                self.firestore.stop()
-                raise
+        self._tokens: dict[str, str] = {}
+        # The Auth emulator (Node, ~10 s) starts while the others do; all three stay up when a
+        # test stops the stack's functions.
+        self.auth = harness.start_auth(PROJECT, log_path=ARTIFACTS / f"{prefix}-auth.log",
+                                       wait=False)
+        try:
+            with harness.reserved_port() as self.port:
+                self.url = f"http://127.0.0.1:{self.port}"
+                self.firestore = harness.start_firestore(
+                    log_path=ARTIFACTS / f"{prefix}-firestore.log",
+                    functions_emulator=f"127.0.0.1:{self.port}")
+                try:
+                    self.storage = harness.start_storage(
+                        log_path=ARTIFACTS / f"{prefix}-storage.log")
+                except BaseException:
+                    self.firestore.stop()
+                    raise
+            harness.wait_until_ready(self.auth)
+        except BaseException:
+            self.auth.stop()
+            raise
         try:
             self._start(extra_origins)
         except BaseException:
@@ -137,13 +136,13 @@ class LocalStack:
 
     def _start(self, extra_origins: list[str]) -> None:
         env = {key: value for key, value in os.environ.items()
-               if not key.startswith(("FIRESTORE_EMULATOR", "STORAGE_EMULATOR"))}
+               if not key.startswith(("FIRESTORE_EMULATOR", "STORAGE_EMULATOR",
+                                      "FIREBASE_AUTH_EMULATOR"))}
         env.update({
             "FIRESTORE_EMULATOR_HOST": self.firestore.host,
             "STORAGE_EMULATOR_HOST": self.storage.host,
-            # The auth emulator path: firebase-admin accepts unsigned tokens (demo- project only).
-            # Nothing needs to listen there: verifying such a token makes no call.
-            "FIREBASE_AUTH_EMULATOR_HOST": f"127.0.0.1:{harness.free_port()}",
+            # The stack creates its sample accounts there; the functions verify its tokens.
+            "FIREBASE_AUTH_EMULATOR_HOST": self.auth.host,
             "GOOGLE_CLOUD_PROJECT": PROJECT,
             "SNAPSHOT_BUCKET": BUCKET,
             "READ_ACCESS": "admin",
@@ -167,8 +166,11 @@ class LocalStack:
             if self.process.poll() is not None:
                 pytest.fail(f"the local stack (python -m dev.stack) exited with "
                             f"{self.process.returncode} while starting:\n{self.log_tail()}")
-            with contextlib.suppress(OSError):
-                status, _, body = api_call("GET", f"{self.url}/users?limit=1", timeout=5)
+            with contextlib.suppress(OSError, harness.EmulatorError):  # accounts not made yet
+                # Signed in afresh each time: a sign-in between the account's creation and its
+                # claim would otherwise hold a token without the claim.
+                status, _, body = api_call("GET", f"{self.url}/users?limit=1", timeout=5,
+                                           token=self.id_token("admin", fresh=True))
                 if status == 200 and body and body.get("items"):
                     # The page's listeners start LIVE_SLACK_MS (2 s, web/client/live.js) before
                     # its first read: documents seeded within that window are in their first
@@ -187,23 +189,37 @@ class LocalStack:
             return "(no log)"
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
-    def page_url(self, origin: str | None = None, poll_ms: int = 1000, *, live: bool = True,
-                 user: str | None = None) -> str:
+    def page_url(self, origin: str | None = None, poll_ms: int = 1000, *,
+                 live: bool = True) -> str:
         """The dashboard on this stack; served by `origin` (another host) when given.
-        `live=False`: polling only; `user="viewer"`: signed in without the admin claim.
-        Live pages log the Firestore SDK's traffic at `FIRESTORE_LOG` (default `debug`): the
-        console log a failed test leaves shows what the listeners waited for."""
+        `live=False`: polling only. Live pages log the Firestore SDK's traffic at
+        `FIRESTORE_LOG` (default `debug`): the console log a failed test leaves shows what the
+        listeners waited for. Who is signed in is the page's sign-in (dashboard.sign_in)."""
         extra = "" if live else "&live=0"
         if live and FIRESTORE_LOG:
             extra += f"&firestoreLog={FIRESTORE_LOG}"
-        if user:
-            extra += f"&user={user}"
         if origin is None:
             return f"{self.url}/?poll={poll_ms}{extra}"
         return f"{origin}/?api={self.url}&poll={poll_ms}{extra}"
 
-    def api(self, method: str, path: str, body: object = None, **headers: str):
-        return api_call(method, f"{self.url}{path}", body, headers)
+    def api(self, method: str, path: str, body: object = None, *, who: str = "admin",
+            **headers: str):
+        """One call to this stack's API as the sample account `who` ("admin", "viewer"; None:
+        no token), signed in at the Auth emulator."""
+        token = self.id_token(who) if who else None
+        return api_call(method, f"{self.url}{path}", body, headers, token=token)
+
+    def id_token(self, who: str = "admin", *, fresh: bool = False) -> str:
+        """The ID token of the sample account `who` (signed in once, then reused: it lasts an
+        hour; `fresh`: sign in again, e.g. after a claim changed)."""
+        from dev.stack import SAMPLE_ACCOUNTS
+        from emulators.auth_accounts import sign_in
+
+        if fresh or who not in self._tokens:
+            account = next(one for one in SAMPLE_ACCOUNTS if one["email"].startswith(f"{who}@"))
+            self._tokens[who] = sign_in(self.auth.host, account["email"],
+                                        account["password"])["idToken"]
+        return self._tokens[who]
 
     def firestore_client(self):
         from tests.helpers import firestore_client_at
@@ -256,7 +272,7 @@ class LocalStack:
     def stop(self) -> None:
         """Stop every part (its logs stay in the run's ARTIFACTS: kept only if a test failed)."""
         self.stop_functions()
-        for emulator in (getattr(self, "storage", None), self.firestore):
+        for emulator in (getattr(self, "storage", None), self.firestore, self.auth):
             if emulator is not None:
                 emulator.stop()
 

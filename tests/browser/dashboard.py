@@ -28,8 +28,31 @@ def badge(page: Page, collection: str) -> Locator:
     return page.locator(f"#{collection}-badge")
 
 
-def open_dashboard(page: Page, url: str, source: str = "firestore") -> None:
+def sign_in(page: Page, who: str = "admin") -> None:
+    """Sign in through the page's sign-in card as the stack's sample account `who` (email and
+    password, dev/stack.py's SAMPLE_ACCOUNTS), as a person would."""
+    from dev.stack import SAMPLE_ACCOUNTS
+
+    account = next(one for one in SAMPLE_ACCOUNTS if one["email"].startswith(f"{who}@"))
+    page.locator("#sign-in-email").fill(account["email"])
+    page.locator("#sign-in-password").fill(account["password"])
+    page.locator("#sign-in-submit").click()
+    expect(page.locator("#auth-chip")).to_contain_text(account["email"])
+
+
+def open_signed_in(page: Page, url: str, who: str = "admin") -> None:
+    """Open the page and, unless this context's session is still signed in (the SDK keeps it
+    across reloads) or the page has no Firebase config (the stack's functions are down in a
+    new tab), sign in as `who`."""
     page.goto(url)
+    ready = page.locator("#auth-chip:visible, #sign-in-email:visible, body[data-access=open]")
+    expect(ready.first).to_be_attached(timeout=FIRST_LIVE_S * 1000)
+    if page.locator("#sign-in-email").is_visible():
+        sign_in(page, who)
+
+
+def open_dashboard(page: Page, url: str, source: str = "firestore", who: str = "admin") -> None:
+    open_signed_in(page, url, who)
     for collection in ("users", "jobs"):
         expect(badge(page, collection)).to_have_attribute("data-source", source)
 

@@ -15,7 +15,14 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.dashboard import FIRST_LIVE_S, badge, row, rows, unique_name
+from tests.browser.dashboard import (
+    FIRST_LIVE_S,
+    badge,
+    open_signed_in,
+    row,
+    rows,
+    unique_name,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -25,7 +32,7 @@ OUTAGE_S = 30  # the probe (5 s), the poll, the function's deadline and retry, w
 
 
 def open_live(page, url: str) -> None:
-    page.goto(url)
+    open_signed_in(page, url)
     for collection in ("users", "jobs"):
         try:
             expect(badge(page, collection)).to_have_attribute("data-mode", "live",
@@ -120,7 +127,7 @@ def test_losing_firestore_drops_to_polling_and_live_comes_back(make_stack, stati
 
 
 def test_a_user_without_the_admin_claim_gets_no_data(stack, static_site, page):
-    page.goto(stack.page_url(origin=static_site, user="viewer"))
+    open_signed_in(page, stack.page_url(origin=static_site), "viewer")
     expect(page.locator("#auth-chip")).to_contain_text("viewer")
     expect(page.locator("#users-table tbody")).to_contain_text("Cannot load users",
                                                                timeout=FIRST_LIVE_S * 1000)

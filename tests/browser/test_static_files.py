@@ -78,13 +78,14 @@ def test_the_sdk_files_of_the_import_map_are_served_and_nothing_else_of_node_mod
     page = client.get("/").data.decode()
     mapped = re.findall(r'"(\./vendor/firebase/[^"]+)"', page)
     assert sorted(mapped) == ["./vendor/firebase/firebase-app.js",
+                              "./vendor/firebase/firebase-auth.js",
                               "./vendor/firebase/firebase-firestore.js"]
     for path in mapped:
         response = client.get(path[1:])
         assert response.status_code == 200, path
         assert response.headers["Content-Type"].startswith("text/javascript")
         assert b"Firebase" in response.data or b"firebase" in response.data
-    for path in ("/vendor/firebase/firebase-auth.js", "/vendor/firebase/package.json",
+    for path in ("/vendor/firebase/firebase-auth-compat.js", "/vendor/firebase/package.json",
                  "/vendor/firebase/../firebase/firebase-app.js", "/vendor/firebase/",
                  "/vendor/firebase/firebase-firestore.js.map",
                  "/node_modules/firebase/firebase-app.js",
@@ -114,9 +115,11 @@ def test_the_stack_tells_the_page_its_firebase_config_with_cors(monkeypatch):
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "demo-dashboard")
     monkeypatch.setenv("SNAPSHOT_BUCKET", "demo-bucket")
     monkeypatch.setenv("ALLOWED_ORIGINS", "http://127.0.0.1:9000")
-    config = web_config("demo-dashboard", "127.0.0.1:8085")
-    assert config == {"projectId": "demo-dashboard",
-                      "emulators": {"firestore": {"host": "127.0.0.1", "port": 8085}}}
+    config = web_config("demo-dashboard", "127.0.0.1:8085", "127.0.0.1:9099")
+    assert config == {"apiKey": "demo-dashboard-local-key",
+                      "authDomain": "demo-dashboard.firebaseapp.com", "projectId": "demo-dashboard",
+                      "emulators": {"firestore": {"host": "127.0.0.1", "port": 8085},
+                                    "auth": {"url": "http://127.0.0.1:9099"}}}
     client = Client(create_stack_app({}, firebase_config=config))
     allowed = client.get("/__/firebase/init.json", headers={"Origin": "http://127.0.0.1:9000"})
     assert allowed.status_code == 200 and allowed.json == config

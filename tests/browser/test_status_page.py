@@ -13,6 +13,7 @@ from playwright.sync_api import expect
 
 from tests.browser.admin import choose_file, message, status_row
 from tests.browser.conftest import picture
+from tests.browser.dashboard import open_signed_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -40,7 +41,7 @@ def test_status_page_checks_every_link_and_follows_a_firestore_outage(make_stack
     stack = make_stack()
     page = new_page()
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=static_site)
-    page.goto(stack.page_url(origin=static_site) + "#status")
+    open_signed_in(page, stack.page_url(origin=static_site) + "#status")
     expect(status_row(page, "firestore")).to_have_attribute("data-state", "ok",
                                                             timeout=CHECK_S * 1000)
     # The listeners answer a moment after load (once, under heavy load, more than 40 s).

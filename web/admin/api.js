@@ -15,17 +15,19 @@ const ADMIN_CODES = { network_error: 'unreachable' };
 
 /**
  * A caller of the backend's admin routes.
- * @param {{ baseUrl: string, getIdToken?: (force: boolean) => Promise<string|undefined>,
- *   fetch?: typeof fetch, now?: () => number, timeoutMs?: number }} options
+ * @param {{ baseUrl: string, auth?: object, getIdToken?: (force: boolean) => Promise<string|undefined>,
+ *   fetch?: typeof fetch, now?: () => number, timeoutMs?: number }} options (`auth`: a
+ *   Firebase Auth instance, as the data client takes it)
  */
 export function createAdminApi(options) {
   const base = String(options.baseUrl ?? '').replace(/\/+$/, '');
-  const getIdToken = typeof options.getIdToken === 'function' ? options.getIdToken : null;
   const now = options.now ?? (() => performance.now());
   const transport = createTransport({
-    fetch: options.fetch ?? ((...args) => globalThis.fetch(...args)), getIdToken,
+    fetch: options.fetch ?? ((...args) => globalThis.fetch(...args)),
+    getIdToken: options.getIdToken, auth: options.auth,
     timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
   });
+  const { getIdToken } = transport;
 
   /** The full URL of `path` with `query` (entries whose value is undefined are left out). */
   function url(path, query = {}) {

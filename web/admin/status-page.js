@@ -18,7 +18,7 @@
  */
 
 import { h } from '../ui/dom.js';
-import { explain } from '../ui/explain.js';
+import { explain, liveOffSentence, viewerSentence } from '../ui/explain.js';
 import { formatAge, formatCount } from '../ui/format.js';
 import { tokenClaims } from './api.js';
 import { runsList } from './runs-list.js';
@@ -75,7 +75,7 @@ export function liveRow(usages) {
     return { ...base, state: 'ok', text: `listening to Firestore directly for ${live.join(', ')}` };
   }
   if (failed.length) {
-    const why = failed[0].liveError?.message ?? String(failed[0].liveError);
+    const why = liveOffSentence(failed[0].liveError);
     const notLive = failed.map((usage) => `${usage.collection} (${usage.mode})`).join(', ');
     return { ...base, state: 'warn', text: `not live for ${notLive}: ${why}`
       + (live.length ? `; live for ${live.join(', ')}` : '') };
@@ -99,18 +99,36 @@ export function cacheRow(collection, copy, ttlMs = 5 * 60 * 1000) {
     + `ago (shown on a reload while the functions cannot be reached, for ${formatAge(ttlMs)})` };
 }
 
-/** The signed-in user's row, from the token's claims and the backend's answer. */
+// What every Firebase ID token holds; the rest are the project's custom claims (`admin`).
+const STANDARD_CLAIMS = new Set(['iss', 'aud', 'auth_time', 'user_id', 'sub', 'iat', 'exp',
+  'email', 'email_verified', 'firebase', 'name', 'picture', 'phone_number']);
+
+/** Who the token says is signed in: email, uid, how they signed in, their custom claims. */
+export function whoText(claims) {
+  const custom = Object.entries(claims).filter(([name]) => !STANDARD_CLAIMS.has(name))
+    .map(([name, value]) => `${name}: ${JSON.stringify(value)}`);
+  const provider = claims.firebase?.sign_in_provider;
+  return [claims.email, claims.user_id ?? claims.sub].filter(Boolean).join(', ')
+    + (provider ? ` (signed in with ${provider})` : '')
+    + ` · custom claims: ${custom.length ? custom.join(', ') : 'none'}`;
+}
+
+/** The signed-in user's row, from the token's claims and the backend's answer (`skipped`:
+ * not asked, the token has no admin claim). */
 export function userRow(claims, backend) {
   const base = { id: 'user', link: 'you', name: 'signed-in user', latencyMs: null };
   if (!claims) {
     return { ...base, state: 'fail', text: 'not signed in: the page sends no ID token' };
   }
-  const who = [claims.email, claims.user_id ?? claims.sub].filter(Boolean).join(', ');
+  const who = whoText(claims);
+  if (backend?.skipped) {
+    return { ...base, state: 'warn', text: `${who}: no admin claim. ${viewerSentence(claims.email, 'run the backend checks')}` };
+  }
   if (backend?.principal) {
     const { principal } = backend;
     return { ...base, state: principal.admin ? 'ok' : 'warn',
-      text: `${principal.email ?? principal.uid}: ${principal.admin ? 'admin (the backend '
-        + 'verified the token and its admin claim)' : 'not an admin'}` };
+      text: `${who}: ${principal.admin ? 'admin (the backend verified the token and its admin '
+        + 'claim)' : 'not an admin'}` };
   }
   if (backend?.error?.status === 403) {
     return { ...base, state: 'warn', text: `${who}: signed in, but the backend refuses the `
@@ -138,9 +156,11 @@ export function statusText(rows, meta) {
  * Build the status page in `root`; checks run when it is first shown and on "Run all checks".
  * @param {HTMLElement} root
  * @param {{ api: ReturnType<import('./api.js').createAdminApi>,
- *   client: import('../data-client.js').DataClient, collections: string[] }} options
+ *   client: import('../data-client.js').DataClient, collections: string[],
+ *   access?: ReturnType<import('../page/sign-in.js').createAccess> }} options (`access`: who
+ *   is signed in; without the admin claim the backend's admin checks are not called)
  */
-export function mountStatusPage(root, { api, client, collections }) {
+export function mountStatusPage(root, { api, client, collections, access = null }) {
   const runButton = h('button', { type: 'button', class: 'primary', id: 'status-run', text: 'Run all checks' });
   const copyButton = h('button', { type: 'button', id: 'status-copy', text: 'Copy as text', disabled: true });
   const summary = h('span', { class: 'muted', id: 'status-summary', text: 'not run yet' });
@@ -191,6 +211,9 @@ export function mountStatusPage(root, { api, client, collections }) {
 
   function backendRows(backend) {
     const head = { id: 'status-function', link: 'backend', name: 'GET /migrate/status', latencyMs: backend.ms };
+    if (backend.skipped) {
+      return [{ ...head, state: 'skip', text: 'not asked: the backend checks are for admins' }];
+    }
     if (backend.error) {
       const { what, todo } = explain(backend.error, { url: backend.url });
       return [{ ...head, state: 'fail', text: `${what} ${todo}` }];
@@ -215,12 +238,14 @@ export function mountStatusPage(root, { api, client, collections }) {
     render();
     running = (async () => {
       const token = api.getIdToken ? await api.getIdToken(false).catch(() => undefined) : undefined;
+      const admin = access ? access.admin : true;
       const [reads, backend] = await Promise.all([
-        Promise.all(collections.map(readCheck)), backendCheck()]);
+        Promise.all(collections.map(readCheck)),
+        admin ? backendCheck() : { skipped: true, ms: null }]);
       const usages = collections.map((name) => ({ collection: name, ...client.usage(name) }));
       rows = [
         userRow(token ? tokenClaims(token) : null,
-          { principal: backend.body?.principal, error: backend.error }),
+          { principal: backend.body?.principal, error: backend.error, skipped: backend.skipped }),
         ...reads,
         liveRow(usages),
         ...collections.map((name) => cacheRow(name, client.cachedCopy(name))),

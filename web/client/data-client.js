@@ -45,7 +45,7 @@ function contextOf(client, options) {
       requestTimeoutMs, liveProbeMs, liveRetryMs,
     },
     fetch,
-    transport: createTransport({ fetch, getIdToken, timeoutMs: requestTimeoutMs, setTimeout,
+    transport: createTransport({ fetch, getIdToken, auth: options.auth, timeoutMs: requestTimeoutMs, setTimeout,
       clearTimeout }),
     store: storeFor(options), // where the saved copies live (client/cache.js)
     cacheOwner: null, // the user the saved copies belong to

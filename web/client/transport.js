@@ -2,10 +2,11 @@
  * client/transport.js: the one way the page calls the backend, shared by the data client and
  * the admin tools (web/admin/api.js).
  *
- * Every request: `Authorization: Bearer <ID token>` when `getIdToken` is given (asked before
- * each request, and once more with `forceRefresh = true` after a 401, then the request is sent
- * again once), a deadline (an AbortController, `timeoutMs`), no cookies (`credentials: 'omit'`:
- * the ID token is the credential). A request that gets no answer throws an `ApiError` with
+ * Every request: `Authorization: Bearer <ID token>` when `auth` (a Firebase Auth instance: its
+ * `currentUser.getIdToken`) or `getIdToken` is given (asked before each request, and once more
+ * with `forceRefresh = true` after a 401, then the request is sent again once), a deadline (an
+ * AbortController, `timeoutMs`), no cookies (`credentials: 'omit'`: the ID token is the
+ * credential). A request that gets no answer throws an `ApiError` with
  * status 0 and code `network_error` or `timeout`; a token that cannot be had throws
  * `token_unavailable`. Any answer, 2xx or not, is returned as is: `errorFromResponse`
  * (client/errors.js) makes the error of a failed one.
@@ -38,14 +39,25 @@ export function tokenIdentity(token) {
 }
 
 /**
- * A sender of requests. Options: `fetch`, `getIdToken(forceRefresh)` (async; nothing: no
- * Authorization header), `timeoutMs` (the default deadline; 0: none), `setTimeout` and
- * `clearTimeout` (the deadline's timers: the globals by default).
+ * The `getIdToken(forceRefresh)` of a Firebase Auth instance (`getAuth(app)` of the Web SDK,
+ * injected: this module imports nothing): the signed-in user's ID token, refreshed by the SDK
+ * when it nears expiry, fresh when forced; none while nobody is signed in.
+ */
+export function idTokenOf(auth) {
+  return async (forceRefresh) => auth.currentUser?.getIdToken(forceRefresh) ?? null;
+}
+
+/**
+ * A sender of requests. Options: `fetch`, `auth` (a Firebase Auth instance) or
+ * `getIdToken(forceRefresh)` (async; neither: no Authorization header), `timeoutMs` (the
+ * default deadline; 0: none), `setTimeout` and `clearTimeout` (the deadline's timers: the
+ * globals by default).
  */
 export function createTransport(options = {}) {
   if (typeof (options.fetch ?? globalThis.fetch) !== 'function') throw new TypeError('no fetch available');
   const fetchImpl = options.fetch ?? ((...args) => globalThis.fetch(...args));
-  const getIdToken = typeof options.getIdToken === 'function' ? options.getIdToken : null;
+  const getIdToken = typeof options.getIdToken === 'function' ? options.getIdToken
+    : options.auth ? idTokenOf(options.auth) : null;
   const defaultTimeoutMs = options.timeoutMs ?? REQUEST_TIMEOUT_MS;
   const setTimer = options.setTimeout ?? ((fn, ms) => globalThis.setTimeout(fn, ms));
   const clearTimer = options.clearTimeout ?? ((id) => globalThis.clearTimeout(id));

@@ -6,7 +6,7 @@
  */
 
 import { h } from '../ui/dom.js';
-import { explain } from '../ui/explain.js';
+import { explain, liveOffSentence } from '../ui/explain.js';
 import { formatAge, formatDate, formatMoney } from '../ui/format.js';
 import { toast } from '../ui/toast.js';
 
@@ -48,7 +48,7 @@ function renderBadge(name) {
     ? `${detail.cachedAt ? 'Showing the copy saved in this browser until the API answers'
       : 'The API cannot be reached: showing the data last received'} (data as of ${detail.asOf ?? '?'}).`
     : `${MODE_TITLE[detail.mode] ?? ''} Served from ${detail.source}; data as of ${detail.asOf ?? '?'}.`.trim())
-    + (liveError ? ` Live updates unavailable: ${liveError.message}` : '');
+    + (liveError ? ` Live updates unavailable: ${liveOffSentence(liveError)}.` : '');
 }
 
 function pill(value, kind) {

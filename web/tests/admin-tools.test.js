@@ -18,7 +18,7 @@ import { viewOf } from '../admin/tools.js';
 import { ApiError, createDataClient } from '../data-client.js';
 import { explain } from '../ui/explain.js';
 import { formatAge, formatBytes, formatDuration } from '../ui/format.js';
-import { FakeBackend, FakeClock, FakeStorage, testToken } from './fakes.js';
+import { FakeBackend, FakeClock, FakeStorage } from './fakes.js';
 
 function jsonResponse(status, body, headers = {}) {
   return new Response(JSON.stringify(body), { status, headers: { 'Content-Type': 'application/json', ...headers } });
@@ -84,7 +84,7 @@ describe('explain', () => {
     assert.match(json.what, /not valid JSON/);
     assert.match(json.todo, /line 3, column 10/);
     assert.match(json.todo, /Nothing was written/);
-    assert.match(explain(error(403, 'not_admin')).todo, /python -m ops admin grant/);
+    assert.match(explain(error(403, 'not_admin')).todo, /python -m ops admin grant YOUR_EMAIL/);
     assert.match(explain(error(404, 'unknown_collection')).todo, /COLLECTIONS/);
     assert.match(explain(error(413, 'payload_too_large')).todo, /gs:\/\//);
     const down = explain(error(0, 'unreachable', 'the request failed'), { url: 'http://x/migrate', written: true });
@@ -208,8 +208,7 @@ describe('DataClient.cachedCopy', () => {
     const storage = new FakeStorage();
     const options = { baseUrl: 'http://api.test', collections: ['users'], pollMs: 0, fetch: backend.fetch,
       storage, now: clock.now, setTimeout: clock.setTimeout, clearTimeout: clock.clearTimeout,
-      eventTarget: null, document: null, httpCache: false,
-      getIdToken: async () => testToken('u-admin'), maxCacheAgeMs: 5 * 60_000 };
+      eventTarget: null, document: null, httpCache: false };
     const client = createDataClient(options);
     assert.equal(client.cachedCopy('users'), null);
     await client.start();

@@ -31,8 +31,9 @@ export function explain(error, context = {}) {
   }
   if (status === 403) {
     return { what: `Your account may not do this: ${message}.`,
-      todo: 'Migration and the backend checks are for admins. An admin can grant the claim '
-        + 'with `python -m ops admin grant YOUR_EMAIL`; sign in again afterwards.' };
+      todo: 'Migration, writes and the backend checks are for admins. An admin grants the '
+        + `claim with: ${grantCommand(context.email || 'YOUR_EMAIL')} (then "Check `
+        + 'my access again", or sign in again).' };
   }
   const byCode = {
     invalid_json: {
@@ -77,4 +78,28 @@ export function explain(error, context = {}) {
   }
   return { what: `${message} (HTTP ${status}, ${code}).`,
     todo: context.written ? kept : 'Try again; if it persists, copy the status page for support.' };
+}
+
+/** Why live updates are off: a refusal of the rules says who may listen, in a sentence, not
+ * the rules engine's own words ("Property admin is undefined on object. for 'list' @ L73");
+ * any other error, its message. */
+export function liveOffSentence(error) {
+  const code = error?.cause?.code ?? error?.code; // the SDK's, or the client's wrapping of it
+  if (code === 'permission-denied' || code === 'live_permission_denied') {
+    return 'only admins may listen to Firestore (the rules refuse this account: it has no admin '
+      + 'claim), so the page polls the functions';
+  }
+  return String(error?.message ?? error);
+}
+
+/** The command an admin runs to give `email` the admin claim. */
+export function grantCommand(email) {
+  return `python -m ops admin grant ${email || 'EMAIL'}`;
+}
+
+/** The sentence for a signed-in user without the admin claim (what they may not do: `what`). */
+export function viewerSentence(email, what = 'add, edit or delete records, migrate or run the backend checks') {
+  return `Signed in as ${email || 'a user'} without the admin claim: you can see what the `
+    + `rules let you read, but not ${what}. An admin grants the claim with: `
+    + `${grantCommand(email)}`;
 }

@@ -12,6 +12,11 @@ export function formatCount(value) {
 }
 
 /** Bytes as "12.3 MB" (decimal units, as file managers show them). */
+/** `n` and its noun, singular for one: "1 record", "2,400 records". */
+export function countOf(value, noun, plural = `${noun}s`) {
+  return `${formatCount(value)} ${Number(value) === 1 ? noun : plural}`;
+}
+
 export function formatBytes(bytes) {
   if (!Number.isFinite(bytes)) return '?';
   const units = ['bytes', 'KB', 'MB', 'GB'];

@@ -19,7 +19,7 @@
 
 import { h } from '../../ui/dom.js';
 import { explain } from '../../ui/explain.js';
-import { formatBytes, formatCount } from '../../ui/format.js';
+import { countOf, formatBytes, formatCount } from '../../ui/format.js';
 import { runsList } from '../runs-list.js';
 import { renderRunCard } from './run-card.js';
 import { newRunId, nextStep, runIdFromHash } from './run.js';
@@ -103,7 +103,7 @@ class MigrationPanel {
     ui.migrate.disabled = busy || !admin || !vouched;
     ui.migrate.title = vouched ? '' : 'Run a dry run of this file, collection and mode first';
     const failed = vouched ? this.dryRun.failed : 0;
-    ui.migrate.textContent = failed ? `Migrate (${formatCount(failed)} records will fail)` : 'Migrate';
+    ui.migrate.textContent = failed ? `Migrate (${countOf(failed, 'record')} will fail)` : 'Migrate';
     const gcs = sourceKind(ui) === 'gcs';
     ui.file.disabled = gcs;
     ui.gcs.disabled = !gcs;
@@ -160,9 +160,19 @@ class MigrationPanel {
     this.stopPolling();
     const stored = await this.readRun(run.runId).catch(() => null);
     if (stored) this.show(run, stored);
+    else if (!run.stored) this.forget(run);
     const seen = stored ?? run.stored ?? null;
     this.sayError(error, Boolean(seen && !seen.dryRun && (seen.counts?.written ?? 0) > 0));
     this.refreshButtons();
+  }
+
+  /** A run refused before it began (an invalid file, a 403): it never existed, so neither its
+   * card nor its id in the URL stays (a reload would look for it). */
+  forget(run) {
+    if (this.current === run) this.current = null;
+    this.runCard.hidden = true;
+    this.runCard.replaceChildren();
+    if (this.location.hash === `#migrate/${run.runId}`) this.history.replaceState(null, '', '#migrate');
   }
 
   // --- following a run (this tab's, or one named by the URL) ---
@@ -257,7 +267,7 @@ class MigrationPanel {
     const counts = stored.counts ?? {};
     if (stored.dryRun) {
       if (run.inputs) this.dryRun = { inputs: run.inputs, runId: run.runId, failed: counts.failed ?? 0 };
-      this.say('ok', `Dry run done: ${formatCount(counts.written ?? 0)} records would be written, `
+      this.say('ok', `Dry run done: ${countOf(counts.written ?? 0, 'record')} would be written, `
         + `${formatCount(counts.failed ?? 0)} would fail. Nothing was written.`,
       run.inputs ? 'Check the account below, then Migrate.' : 'Choose the file again to migrate it.');
     } else {
@@ -290,7 +300,7 @@ class MigrationPanel {
       : stored.state === 'paused' ? 'paused at the function’s time budget'
         : `stopped: ${stored.error?.message ?? 'failed'}`;
     this.say('warn', `Run ${stored.runId} ${why}. ${formatCount(stored.counts?.read ?? 0)} of `
-      + `${formatCount(stored.total ?? 0)} records are done and kept.`,
+      + `${countOf(stored.total ?? 0, 'record')} are done and kept.`,
     gcs ? 'Resume continues it.' : `Choose the same file (${stored.source}) above, then Resume.`);
     const button = h('button', { type: 'button', class: 'primary', id: 'migration-resume', text: 'Resume' });
     button.addEventListener('click', () => this.resume(stored, button));

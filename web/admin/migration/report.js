@@ -5,7 +5,7 @@
  */
 
 import { h } from '../../ui/dom.js';
-import { formatCount } from '../../ui/format.js';
+import { countOf, formatCount } from '../../ui/format.js';
 
 const REASON_ROWS_SHOWN = 200;
 
@@ -19,7 +19,7 @@ export function accountRows(run) {
     ['unchanged', c.unchanged ?? 0, 'same content already stored'],
     ['skipped', c.skipped ?? 0, 'create mode: the document exists and was left as it is'],
     ['failed', c.failed ?? 0, 'not written: each one is listed with its reason'],
-    ['read', c.read ?? 0, `of ${formatCount(run?.total ?? 0)} records in the source`],
+    ['read', c.read ?? 0, `of ${countOf(run?.total ?? 0, 'record')} in the source`],
   ];
   if (run?.deletion?.requested) rows.push(['deleted', c.deleted ?? 0, run.deletion.reason ?? '']);
   return rows;
@@ -40,7 +40,7 @@ export function reasonsTable(report) {
   const rows = [...failures, ...skipped].sort((a, b) => a.index - b.index);
   const shown = rows.slice(0, REASON_ROWS_SHOWN);
   const caption = rows.length === 0 ? 'No record failed or was skipped.'
-    : `${formatCount(rows.length)} records not written${rows.length > shown.length ? ` (the first ${REASON_ROWS_SHOWN} shown; the report has all)` : ''}:`;
+    : `${countOf(rows.length, 'record')} not written${rows.length > shown.length ? ` (the first ${REASON_ROWS_SHOWN} shown; the report has all)` : ''}:`;
   return h('div', { class: 'reasons' },
     h('p', { class: 'reasons-caption', text: caption }),
     rows.length === 0 ? null : h('div', { class: 'table-wrap reasons-wrap' }, h('table', { id: 'migration-reasons' },

@@ -4,7 +4,7 @@
  * its progress, and what it needs next.
  */
 
-import { formatCount, formatDuration } from '../../ui/format.js';
+import { countOf, formatCount, formatDuration } from '../../ui/format.js';
 
 const HASH = /^#migrate(?:\/([A-Za-z0-9_-]{1,100}))?$/;
 
@@ -40,7 +40,7 @@ export function progressOf(run) {
 
 /** The progress line under the bar. */
 export function progressText(progress) {
-  const parts = [`${formatCount(progress.done)} of ${formatCount(progress.total)} records`,
+  const parts = [`${formatCount(progress.done)} of ${countOf(progress.total, 'record')}`,
     `${Math.floor(progress.percent)}%`,
     `${formatCount(Math.round(progress.rate))} records/s`,
     `ETA ${formatDuration(progress.etaSeconds)}`,
