@@ -18,7 +18,7 @@ import { viewOf } from '../admin/tools.js';
 import { ApiError, createDataClient } from '../data-client.js';
 import { explain } from '../ui/explain.js';
 import { formatAge, formatBytes, formatDuration } from '../ui/format.js';
-import { FakeBackend, FakeClock, FakeStorage } from './fakes.js';
+import { FakeBackend, FakeClock, FakeStorage, testToken } from './fakes.js';
 
 function jsonResponse(status, body, headers = {}) {
   return new Response(JSON.stringify(body), { status, headers: { 'Content-Type': 'application/json', ...headers } });
@@ -208,7 +208,8 @@ describe('DataClient.cachedCopy', () => {
     const storage = new FakeStorage();
     const options = { baseUrl: 'http://api.test', collections: ['users'], pollMs: 0, fetch: backend.fetch,
       storage, now: clock.now, setTimeout: clock.setTimeout, clearTimeout: clock.clearTimeout,
-      eventTarget: null, document: null, httpCache: false };
+      eventTarget: null, document: null, httpCache: false,
+      getIdToken: async () => testToken('u-admin'), maxCacheAgeMs: 5 * 60_000 };
     const client = createDataClient(options);
     assert.equal(client.cachedCopy('users'), null);
     await client.start();
