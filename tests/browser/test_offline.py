@@ -11,8 +11,8 @@
 - another user on the same browser sees none of the first user's data (and the copy is gone);
 - a new version of the app shell is fetched in the background and announced, not forced.
 
-The "other user" signs in through `sign_in_as_other_user` (today the local stack's `?user=viewer`
-token, another `sub`): the one place to change for a real sign-in. Plus the files that make
+The "other user" is the stack's sample viewer, signed in through the page's card after the first
+user signs out (`sign_in_as_other_user`). Plus the files that make
 the page installable (manifest, icons, the worker's headers and CSP), without a browser.
 """
 
@@ -30,7 +30,15 @@ from werkzeug.test import Client
 from dev.app import WEB_DIR, create_static_app
 from tests.browser.admin import choose_file, message, open_migration
 from tests.browser.conftest import LocalStack, _serve_in_thread
-from tests.browser.dashboard import FAST_S, badge, open_dashboard, row, rows, unique_name
+from tests.browser.dashboard import (
+    FAST_S,
+    badge,
+    open_dashboard,
+    row,
+    rows,
+    sign_in,
+    unique_name,
+)
 
 RECORD_EVENTS = """
 window.__events = [];
@@ -93,9 +101,11 @@ def visit(new_page, url: str):
 
 
 def sign_in_as_other_user(page, stack, origin: str) -> None:
-    """Another user in the same browser: today the local stack's viewer token (another `sub`,
-    no admin claim). With real sign-in, sign out and sign in as the sample viewer here."""
-    page.goto(stack.page_url(origin=origin, live=False, user="viewer"))
+    """Another user in the same browser: the first signs out, the stack's sample viewer (another
+    uid, no admin claim) signs in through the page's card, at the Auth emulator."""
+    page.locator("#sign-out").click()
+    expect(page.locator("#sign-in-email")).to_be_visible()
+    sign_in(page, "viewer")
 
 
 def events(page) -> list[dict]:
