@@ -110,3 +110,19 @@ def wait_for(check, timeout_s: float, message: str, interval_s: float = 0.3):
             last_error = exc
         time.sleep(interval_s)
     pytest.fail(f"{message} (waited {timeout_s:.0f} s; last error: {last_error})")
+
+
+# Every saved copy in the page's IndexedDB store (web/client/idb-store.js), parsed.
+saved_copies_script = """() => new Promise((resolve, reject) => {
+  const open = indexedDB.open('dashboard-data-client', 1);
+  open.onupgradeneeded = () => open.result.createObjectStore('copies');
+  open.onerror = () => reject(open.error);
+  open.onsuccess = () => {
+    const request = open.result.transaction('copies').objectStore('copies').getAll();
+    request.onsuccess = () => {
+      open.result.close();
+      resolve(request.result.map((text) => JSON.parse(text)));
+    };
+    request.onerror = () => reject(request.error);
+  };
+})"""

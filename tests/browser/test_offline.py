@@ -39,6 +39,9 @@ from tests.browser.dashboard import (
     sign_in,
     unique_name,
 )
+from tests.browser.dashboard import (
+    saved_copies_script as SAVED_COPIES,
+)
 
 RECORD_EVENTS = """
 window.__events = [];
@@ -48,20 +51,6 @@ for (const type of ['usersDataChanged', 'jobsDataChanged', 'dataError']) {
     code: event.detail.error?.code ?? null, t: performance.now() }));
 }
 """
-# Every saved copy in the page's IndexedDB store (web/client/idb-store.js), parsed.
-SAVED_COPIES = """() => new Promise((resolve, reject) => {
-  const open = indexedDB.open('dashboard-data-client', 1);
-  open.onupgradeneeded = () => open.result.createObjectStore('copies');
-  open.onerror = () => reject(open.error);
-  open.onsuccess = () => {
-    const request = open.result.transaction('copies').objectStore('copies').getAll();
-    request.onsuccess = () => {
-      open.result.close();
-      resolve(request.result.map((text) => JSON.parse(text)));
-    };
-    request.onerror = () => reject(request.error);
-  };
-})"""
 SHELL_CACHES = """async () => {
   const names = (await caches.keys()).filter((name) => name.startsWith('dashboard-shell-'));
   const out = {};

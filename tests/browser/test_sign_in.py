@@ -27,7 +27,14 @@ from playwright.sync_api import expect
 
 from emulators.auth_accounts import create_account, sign_in, update_account
 from tests.browser.conftest import PROJECT, ROOT, LocalStack, api_call
-from tests.browser.dashboard import FIRST_LIVE_S, badge, open_signed_in, rows, unique_name
+from tests.browser.dashboard import (
+    FIRST_LIVE_S,
+    badge,
+    open_signed_in,
+    rows,
+    saved_copies_script,
+    unique_name,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -191,14 +198,13 @@ def test_sign_out_stops_the_listeners_and_clears_the_tabs_data(public_stack, sta
     for collection in ("users", "jobs"):
         expect(badge(page, collection)).to_have_attribute("data-mode", "live",
                                                           timeout=FIRST_LIVE_S * 1000)
-    assert any(key.startswith("dashboard-data:")
-               for key in page.evaluate("Object.keys(sessionStorage)"))
+    # The data client's saved copies (web/client/cache.js: this origin's IndexedDB).
+    page.wait_for_function(f"async () => (await ({saved_copies_script})()).length > 0")
     page.locator("#sign-out").click()
     expect(page.locator("#sign-in")).to_be_visible()
     expect(page.locator("#dashboard")).to_be_hidden()
     expect(page.locator("#auth-chip")).to_be_hidden()
-    assert not any(key.startswith("dashboard-data:")  # this tab's copies of the data
-                   for key in page.evaluate("Object.keys(sessionStorage)"))
+    assert page.evaluate(saved_copies_script) == []  # no copy of the data is left
     assert page.evaluate("window.dashboard.client === undefined")
     # Nothing of the last session keeps running: no poll, no listener, no token.
     firestore = f"http://{public_stack.firestore.host}"
