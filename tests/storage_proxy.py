@@ -76,7 +76,7 @@ class StorageProxy:
         connection.close()
         return response.status, dict(response.getheaders()), data
 
-    def uploads(self, name: str = "snapshots/users.json") -> list[tuple[float, dict, int]]:
+    def uploads(self, name: str = "snapshots/users/index.json") -> list[tuple[float, dict, int]]:
         """(time, query, status) of the uploads of one object, in order."""
         with self.lock:
             return [(at, query, status) for at, name_, query, status in self.log

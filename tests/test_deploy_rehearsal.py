@@ -31,7 +31,7 @@ from deploy import application
 from deploy.rehearsal import uploads
 from deploy.rehearsal.clients import FIREBASE, GCLOUD, client_env, run_deploy
 from deploy.rehearsal.fake_google import FakeGoogle, Recorded
-from shared.events import structured_to_binary
+from functions.publish.events import structured_to_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT, REGION, LOCATION = "demo-rehearsal", "europe-west1", "eur3"
@@ -353,7 +353,7 @@ def test_the_uploaded_source_runs_every_deployed_entry_point(rehearsal, emulator
             assert dry.json()["run"]["dryRun"] is True
             event = post_event(servers["publish-snapshot-users"].url)
             assert event.status_code == 200, event.text
-            assert client.bucket(bucket).get_blob("snapshots/users.json") is not None
+            assert client.bucket(bucket).get_blob("snapshots/users/index.json") is not None
         finally:
             for server in servers.values():
                 server.stop()
