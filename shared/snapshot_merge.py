@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared import snapshot_parts  # its bounds, read at call time (tests lower them)
 from shared.errors import Unavailable
 from shared.retry import is_transient
 from shared.snapshot_format import (
@@ -47,8 +48,6 @@ from shared.snapshot_io import (
     write_part,
 )
 from shared.snapshot_parts import (
-    PART_MAX_BYTES,
-    PART_MIN_BYTES,
     PartRef,
     SnapshotIndex,
     encode_part,
@@ -180,15 +179,20 @@ def rewrite_parts(storage_client: Any, bucket: str, index: SnapshotIndex,
     for position in repair_all:
         by_position.setdefault(position, [])
 
+    forced = set(repair_all) if repair is not None else set()
+
     def state_of(position: int) -> SnapshotState:
         if not index.parts:
             return SnapshotState(collection, exists=True)
+        if position in forced:
+            upper = index.parts[position + 1].lo if position + 1 < len(index.parts) else None
+            return repair(index.parts[position].lo, upper)
         return part_state(storage_client, bucket, index, position, timeout_s=timeout_s,
                           cache=cache, repair=repair).copy()
 
     for position, group in sorted(by_position.items()):
         state = state_of(position)
-        changed = position in set(repair_all)
+        changed = position in forced
         for change in group:
             changed = state.apply(change) or changed
         if prune_before_ns is not None:
@@ -236,7 +240,7 @@ def _merge_small(segments: list[_Segment],
     while pending:
         segment = pending.pop(0)
         if (segment.state is not None and len(segments) > 1
-                and estimated_bytes(segment.state) < PART_MIN_BYTES):
+                and estimated_bytes(segment.state) < snapshot_parts.PART_MIN_BYTES):
             if pending:
                 neighbour, after = pending[0], True
             elif result:
@@ -247,7 +251,7 @@ def _merge_small(segments: list[_Segment],
                 other = neighbour.state or state_of(neighbour.positions[0])
                 left, right = (segment, neighbour) if after else (neighbour, segment)
                 both = joined(left.state or other, right.state or other)
-                if estimated_bytes(both) <= PART_MAX_BYTES * 3 // 4:
+                if estimated_bytes(both) <= snapshot_parts.PART_MAX_BYTES * 3 // 4:
                     merged = _Segment(left.lo, left.positions + right.positions, both)
                     if after:
                         pending[0] = merged

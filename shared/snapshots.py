@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared import snapshot_parts  # its bounds, read at call time (tests lower them)
 from shared.http import dumps
 from shared.snapshot_format import DEFAULT_TOMBSTONE_RETENTION_S, Change, SnapshotState
 from shared.snapshot_io import (
@@ -43,7 +44,6 @@ from shared.snapshot_merge import (
 )
 from shared.snapshot_parts import (
     ITEM_OVERHEAD_BYTES,
-    PART_MAX_BYTES,
     TOMBSTONE_BYTES,
     PartRef,
     SnapshotIndex,
@@ -146,7 +146,7 @@ class _PartFiller:
         item = state.items.get(doc_id)
         self.size += (len(dumps(item)) + ITEM_OVERHEAD_BYTES if item is not None else 0) + \
             (TOMBSTONE_BYTES if doc_id in state.deleted else 0)
-        if self.size >= PART_MAX_BYTES // 2:
+        if self.size >= snapshot_parts.PART_MAX_BYTES // 2:
             self.flush()
 
     def flush(self) -> None:
