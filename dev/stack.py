@@ -28,7 +28,7 @@ DEFAULTS = {
     "SNAPSHOT_BUCKET": "demo-dashboard-snapshots",
     "READ_ACCESS": "public",
 }
-HTTP_FUNCTIONS = ("users", "jobs", "migrate")
+HTTP_FUNCTIONS = ("users", "jobs", "migrate", "catch_up_snapshots")
 RULES = ROOT / "firestore.rules"
 
 
@@ -100,10 +100,12 @@ def _run(args: argparse.Namespace, stop: threading.Event, firestore_emu) -> int:
     from werkzeug.serving import make_server
 
     from dev.app import create_stack_app
+    from dev.scheduler import configure, run_every
     from dev.seed import seed
     from shared.clients import Clients
     from shared.settings import Settings
 
+    issuer = configure()  # the catch-up's settings, before they are read
     settings = Settings.from_env()
     clients = Clients(settings)
     storage_client = clients.storage()
@@ -123,6 +125,7 @@ def _run(args: argparse.Namespace, stop: threading.Event, firestore_emu) -> int:
     base = f"http://{args.host}:{args.port}"
     prepare_emulator(firestore_emu, settings.project, settings.collections, settings.database)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    run_every(issuer, f"{base}/catch_up_snapshots", stop)  # every CATCHUP_PERIOD_S (10 s)
     print("\nlocal stack ready:")
     print(f"  {base}/  (demo dashboard)")
     for name in HTTP_FUNCTIONS:
@@ -138,6 +141,7 @@ def _run(args: argparse.Namespace, stop: threading.Event, firestore_emu) -> int:
               f"--functions_emulator {args.host}:{args.port} for the events to arrive)")
     print("Ctrl-C stops it.", flush=True)
     stop.wait()
+    issuer.stop()
     server.shutdown()
     app.close()  # before the emulators stop
     return 0
