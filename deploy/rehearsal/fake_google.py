@@ -2,9 +2,9 @@
 
 This is a fake only of Google's servers (Service Usage, Resource Manager, IAM, Firestore
 admin, Cloud Storage JSON, Cloud Functions v2, Cloud Run IAM, Firebase Rules, Firebase
-management, OAuth token): Google's APIs cannot run here. The clients are real: gcloud and the
-firebase CLI send it what they would send Google (`deploy/rehearsal/clients.py` points them
-here; `fake_http.py` is its HTTP side).
+management, OAuth token, Cloud Scheduler in `fake_scheduler.py`): Google's APIs cannot run
+here. The clients are real: gcloud and the firebase CLI send it what they would send Google
+(`deploy/rehearsal/clients.py` points them here; `fake_http.py` is its HTTP side).
 
 It keeps what they create (a second deploy sees the first's functions, bucket, accounts,
 policies and rules releases), answers long-running operations as done, keeps every zip gcloud
@@ -30,6 +30,7 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 
 from deploy.rehearsal.fake_http import Recorded, error_body, make_handler
+from deploy.rehearsal.fake_scheduler import scheduler_routes
 
 OPERATION_TYPE = "type.googleapis.com/google.cloud.functions.v2.OperationMetadata"
 FUNCTION_STATE_ACTIVE = "ACTIVE"
@@ -168,6 +169,8 @@ class FakeGoogle:
             (project + r"/releases/(?P<release>.+)", "PATCH", self.update_release),
             # Firebase management
             (r"/v1beta1/projects/(?P<project>[^/]+)", "GET", self.firebase_project),
+            # Cloud Scheduler (fake_scheduler.py)
+            *scheduler_routes(self),
         ]
 
     # --- state helpers -------------------------------------------------------------------------
@@ -487,7 +490,6 @@ def _function(body: dict, name: str, project: str, region: str) -> dict:
     service["service"] = f"projects/{project}/locations/{region}/services/{function_id}"
     service["uri"] = f"https://{function_id}-rehearsal-{region}.a.run.app"
     return resource
-
 
 
 def _now() -> str:
