@@ -350,7 +350,8 @@ def test_the_uploaded_source_runs_every_deployed_entry_point(rehearsal, emulator
                     "GOOGLE_CLOUD_PROJECT": project, "SNAPSHOT_BUCKET": bucket}
         servers = {}
         try:
-            for name in ("users", "jobs", "migrate", "publish-snapshot-users"):
+            for name in ("users", "jobs", "migrate", "publish-snapshot-users",
+                         "catch-up-snapshots"):
                 body = deployed[name]
                 kind = "cloudevent" if body.get("eventTrigger") else "http"
                 env = {**body["serviceConfig"]["environmentVariables"], **emulated}
@@ -376,6 +377,9 @@ def test_the_uploaded_source_runs_every_deployed_entry_point(rehearsal, emulator
             event = post_event(servers["publish-snapshot-users"].url)
             assert event.status_code == 200, event.text
             assert client.bucket(bucket).get_blob("snapshots/users/index.json") is not None
+            # Without Cloud Scheduler's OIDC token, the catch-up refuses the call itself.
+            refused = requests.post(servers["catch-up-snapshots"].url, timeout=30)
+            assert refused.status_code == 401, refused.text
         finally:
             for server in servers.values():
                 server.stop()
