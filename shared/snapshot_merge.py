@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -72,21 +73,24 @@ class PartCache:
 
     def __init__(self, limit: int = PART_CACHE_SIZE):
         self._limit = limit
+        self._lock = threading.Lock()
         self._states: collections.OrderedDict[str, SnapshotState] = collections.OrderedDict()
 
     def get(self, name: str) -> SnapshotState | None:
         """The cached state of a part, or None."""
-        state = self._states.get(name)
-        if state is not None:
-            self._states.move_to_end(name)
-        return state
+        with self._lock:
+            state = self._states.get(name)
+            if state is not None:
+                self._states.move_to_end(name)
+            return state
 
     def put(self, name: str, state: SnapshotState) -> None:
         """Remember a part's state (evicting the least recently used)."""
-        self._states[name] = state
-        self._states.move_to_end(name)
-        while len(self._states) > self._limit:
-            self._states.popitem(last=False)
+        with self._lock:
+            self._states[name] = state
+            self._states.move_to_end(name)
+            while len(self._states) > self._limit:
+                self._states.popitem(last=False)
 
 
 @dataclass
@@ -114,9 +118,10 @@ def manifest_entry(index: SnapshotIndex) -> ManifestEntry:
 
 def part_state(storage_client: Any, bucket: str, index: SnapshotIndex, position: int, *,
                timeout_s: float, cache: PartCache | None,
-               repair: RepairRange | None) -> SnapshotState:
+               repair: RepairRange | None, missing_is_damage: bool = True) -> SnapshotState:
     """The mergeable state of one part (cached, downloaded, or, when it is missing or
-    unreadable, rebuilt from Firestore by `repair(from, to)`). Network errors raise."""
+    unreadable, rebuilt from Firestore by `repair(from, to)`). Network errors raise; a missing
+    part raises `PartMissing` unless `missing_is_damage` (the index is known to be current)."""
     ref = index.parts[position]
     cached = cache.get(ref.name) if cache is not None else None
     if cached is not None:
@@ -130,6 +135,10 @@ def part_state(storage_client: Any, bucket: str, index: SnapshotIndex, position:
         problem = "missing"
     if parsed is not None:
         state = SnapshotState.from_snapshot(parsed)
+    elif problem == "missing" and not missing_is_damage:
+        # Most likely the index changed since it was read (the part was replaced and deleted):
+        # the caller reads the index again before repairing anything.
+        raise PartMissing(ref.name)
     elif repair is not None:
         log.error("snapshot part %s of %s is %s: rebuilding its range from Firestore",
                   ref.name, index.collection, problem)
@@ -140,6 +149,10 @@ def part_state(storage_client: Any, bucket: str, index: SnapshotIndex, position:
     if cache is not None:
         cache.put(ref.name, state)
     return state
+
+
+class PartMissing(Exception):
+    """A part the index names does not exist (the index may be stale)."""
 
 
 @dataclass
@@ -167,7 +180,8 @@ def rewrite_parts(storage_client: Any, bucket: str, index: SnapshotIndex,
                   attempts: Attempts, cache: PartCache | None = None,
                   repair: RepairRange | None = None, record: RecordTombstones | None = None,
                   prune_before_ns: int | None = None, pruned: list[str] | None = None,
-                  generated_at: str, repair_all: Iterable[int] = ()) -> _Rewrite | None:
+                  generated_at: str, repair_all: Iterable[int] = (),
+                  missing_is_damage: bool = True) -> _Rewrite | None:
     """Apply changes to the parts they fall in, split and merge those parts as needed and
     write them under new names; the index is not written. None when nothing changed."""
     collection = index.collection
@@ -188,7 +202,8 @@ def rewrite_parts(storage_client: Any, bucket: str, index: SnapshotIndex,
             upper = index.parts[position + 1].lo if position + 1 < len(index.parts) else None
             return repair(index.parts[position].lo, upper)
         return part_state(storage_client, bucket, index, position, timeout_s=timeout_s,
-                          cache=cache, repair=repair).copy()
+                          cache=cache, repair=repair,
+                          missing_is_damage=missing_is_damage).copy()
 
     for position, group in sorted(by_position.items()):
         state = state_of(position)
@@ -286,6 +301,7 @@ def merge_changes(storage_client: Any, bucket: str, collection: str, changes: li
     outcome = MergeOutcome(known or SnapshotIndex(collection))
     index = known if known is not None and not verify_known else None
     bootstrapped = False
+    damaged_at = -1
     while True:
         if index is None:
             index = call_with_backoff(
@@ -303,11 +319,21 @@ def merge_changes(storage_client: Any, bucket: str, collection: str, changes: li
                 index = SnapshotIndex(collection, generation=index.generation if index else 0)
         generated_at = format_timestamp(utc_now())
         pruned: list[str] = []
-        rewrite = rewrite_parts(storage_client, bucket, index, changes, timeout_s=timeout_s,
-                                deadline=deadline, attempts=attempts, cache=cache,
-                                repair=repair, record=record, prune_before_ns=prune_before_ns,
-                                pruned=pruned, generated_at=generated_at,
-                                repair_all=repair_positions if index.exists else ())
+        try:
+            rewrite = rewrite_parts(storage_client, bucket, index, changes, timeout_s=timeout_s,
+                                    deadline=deadline, attempts=attempts, cache=cache,
+                                    repair=repair, record=record,
+                                    prune_before_ns=prune_before_ns, pruned=pruned,
+                                    generated_at=generated_at,
+                                    repair_all=repair_positions if index.exists else (),
+                                    missing_is_damage=index.generation == damaged_at)
+        except PartMissing:
+            # Read the index again; still the same generation: the part is really missing.
+            damaged_at, index, known = index.generation, None, None
+            if time.monotonic() > deadline:
+                raise Unavailable(f"a part of the snapshot of {collection} is missing") \
+                    from None
+            continue
         if rewrite is None and index.exists:
             outcome.index = index
             break

@@ -175,8 +175,8 @@ class _PartFiller:
 
 def _late_changes(storage_client: Any, bucket: str, current: SnapshotIndex | None,
                   seen: set[str], since_ns: int, *, timeout_s: float) -> list[Change]:
-    """What events published after `since_ns`, from the parts written since the rebuild began
-    (the index's parts not in `seen`)."""
+    """What events published while the rebuild ran, from the parts written since it began (the
+    index's parts not in `seen`): documents with a version after `since_ns`, and deletions."""
     late: list[Change] = []
     for ref in (current.parts if current is not None and current.exists else []):
         if ref.name in seen:
@@ -191,8 +191,10 @@ def _late_changes(storage_client: Any, bucket: str, current: SnapshotIndex | Non
         state = SnapshotState.from_snapshot(parsed)
         late += [Change(current.collection, doc_id, version, state.items[doc_id])
                  for doc_id, version in state.versions.items() if version > since_ns]
+        # Every tombstone, however old: a rebuild reads no deleted document, and without its
+        # tombstone a late, older event of it would bring it back (merged by version).
         late += [Change(current.collection, doc_id, deleted_ns, None)
-                 for doc_id, deleted_ns in state.deleted.items() if deleted_ns > since_ns]
+                 for doc_id, deleted_ns in state.deleted.items()]
     return late
 
 
