@@ -132,3 +132,21 @@ def test_the_fallback_reads_only_the_parts_a_request_needs(firestore_client, sto
     assert len(view.whole().items) == 80 and len(view.parsed) == parts
     again = load_view(storage_client, bucket.name, "users", timeout_s=10, known=view)
     assert again is view, "same index generation: the same view, nothing parsed again"
+
+
+def test_the_single_file_view_is_written_on_demand(emulator_env, firestore_client, bucket,
+                                                   tmp_path, small_parts):
+    from ops.__main__ import main
+    from shared.snapshots import rebuild_collection
+
+    writer = Writer(firestore_client)
+    for i in range(30):
+        writer.set(f"u_{i:03d}", user(i))
+    rebuild_collection(firestore_client, bucket.client, bucket.name, "users", timeout_s=30)
+    assert main(["snapshot-file", "--collection", "users", "--out", str(tmp_path / "u.json")]) == 0
+    local = json.loads((tmp_path / "u.json").read_text())
+    assert local["items"] == firestore_items(firestore_client) and local["count"] == 30
+    assert local["contentHash"] == index_of(bucket)["contentHash"]
+    assert main(["snapshot-file", "--collection", "users"]) == 0
+    assert json.loads(bucket.blob("snapshots/users.json").download_as_bytes()) == local
+    assert main(["snapshot-file", "--collection", "clients"]) == 2
