@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from typing import Any
 
-from deploy.rehearsal.fake_http import Recorded, error_body, make_handler
+from deploy.rehearsal.fake_http import Recorded, error_body, get_path, make_handler, set_path
 from deploy.rehearsal.fake_scheduler import scheduler_routes
 
 OPERATION_TYPE = "type.googleapis.com/google.cloud.functions.v2.OperationMetadata"
@@ -389,7 +389,7 @@ class FakeGoogle:
         mask = query.get("updateMask", [""])[0]
         for path in filter(None, mask.split(",")):
             path = re.sub(r"_([a-z])", lambda m: m.group(1).upper(), path)  # JSON names
-            _set_path(updated, path, _get_path(body, path))
+            set_path(updated, path, get_path(body, path))
         resource = self._put(name, _function(updated, name, project, region))
         return 200, self._done(f"projects/{project}/locations/{region}/operations/{_new_id()}",
                                _clone(resource), functions=True)
@@ -461,24 +461,6 @@ def _merge(base: dict, patch: dict) -> dict:
     for key, value in (patch or {}).items():
         merged[key] = _clone(value)
     return merged
-
-
-def _get_path(data: Any, path: str) -> Any:
-    for key in path.split("."):
-        if not isinstance(data, dict) or key not in data:
-            return None
-        data = data[key]
-    return _clone(data)
-
-
-def _set_path(data: dict, path: str, value: Any) -> None:
-    keys = path.split(".")
-    for key in keys[:-1]:
-        data = data.setdefault(key, {})
-    if value is None:
-        data.pop(keys[-1], None)
-    else:
-        data[keys[-1]] = value
 
 
 def _function(body: dict, name: str, project: str, region: str) -> dict:

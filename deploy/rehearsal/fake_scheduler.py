@@ -9,7 +9,7 @@ import copy
 import re
 from typing import Any
 
-from deploy.rehearsal.fake_http import error_body
+from deploy.rehearsal.fake_http import error_body, get_path, set_path
 
 JOBS = r"/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/jobs"
 
@@ -40,7 +40,8 @@ def scheduler_routes(fake: Any) -> list[tuple[str, str, Any]]:
             return 404, error_body(404, f"{name} not found")
         updated = copy.deepcopy(found)
         for path in filter(None, query.get("updateMask", [""])[0].split(",")):
-            _set(updated, re.sub(r"_([a-z])", lambda m: m.group(1).upper(), path), _get(body, path))
+            path = re.sub(r"_([a-z])", lambda m: m.group(1).upper(), path)  # JSON names
+            set_path(updated, path, get_path(body, path))
         return 200, copy.deepcopy(fake._put(name, updated))
 
     return [
@@ -48,21 +49,3 @@ def scheduler_routes(fake: Any) -> list[tuple[str, str, Any]]:
         (JOBS, "POST", create_job),
         (JOBS + r"/(?P<job>[^/:]+)", "PATCH", patch_job),
     ]
-
-
-def _get(data: Any, path: str) -> Any:
-    for key in re.sub(r"_([a-z])", lambda m: m.group(1).upper(), path).split("."):
-        if not isinstance(data, dict) or key not in data:
-            return None
-        data = data[key]
-    return copy.deepcopy(data)
-
-
-def _set(data: dict, path: str, value: Any) -> None:
-    keys = path.split(".")
-    for key in keys[:-1]:
-        data = data.setdefault(key, {})
-    if value is None:
-        data.pop(keys[-1], None)
-    else:
-        data[keys[-1]] = value
