@@ -229,20 +229,16 @@ def rewrite_parts(storage_client: Any, bucket: str, index: SnapshotIndex,
             parts.append(index.parts[segment.positions[0]])
             continue
         replaced.extend(index.parts[p].name for p in segment.positions if index.parts)
-        for lo, piece in split(segment.lo, segment.state):
-            if record is not None:
-                record(piece)
-            body = piece.body(generated_at)
-            stored, gzipped = encode_part(body)
-            name = new_part_name(collection, gzipped=gzipped)
-            write_part(storage_client, bucket, name, stored, gzipped, deadline=deadline,
-                       timeout_s=timeout_s, attempts=attempts)
-            written.append(name)
-            total += len(stored)
-            parts.append(PartRef(name, lo, len(piece.items), len(body), len(stored),
-                                 items_sum(piece.items.values())))
+        pieces = split(segment.lo, segment.state)
+        refs = write_pieces(storage_client, bucket, collection, pieces, generated_at,
+                            timeout_s=timeout_s, attempts=attempts, record=record,
+                            deadline=deadline)
+        for ref, (_, piece) in zip(refs, pieces, strict=True):
+            written.append(ref.name)
+            total += ref.stored_bytes
+            parts.append(ref)
             if cache is not None:
-                cache.put(name, piece)
+                cache.put(ref.name, piece)
     return _Rewrite(parts, written, replaced, total)
 
 
@@ -402,9 +398,11 @@ def write_snapshot(storage_client: Any, bucket: str, collection: str, body: byte
 
 
 def write_pieces(storage_client: Any, bucket: str, collection: str,
-                  pieces: list[tuple[str, SnapshotState]], generated_at: str, *,
-                  timeout_s: float, attempts: Attempts,
-                  record: RecordTombstones | None = None) -> list[PartRef]:
+                 pieces: list[tuple[str, SnapshotState]], generated_at: str, *,
+                 timeout_s: float, attempts: Attempts, record: RecordTombstones | None = None,
+                 deadline: float | None = None) -> list[PartRef]:
+    """Write each `(from, state)` as a new part (its tombstones recorded first, by `record`);
+    returns their index entries. Transient failures are retried until `deadline`."""
     parts = []
     for lo, piece in pieces:
         if record is not None:
@@ -413,8 +411,8 @@ def write_pieces(storage_client: Any, bucket: str, collection: str,
         stored, gzipped = encode_part(body)
         name = new_part_name(collection, gzipped=gzipped)
         write_part(storage_client, bucket, name, stored, gzipped,
-                   deadline=time.monotonic() + max(timeout_s, 30.0), timeout_s=timeout_s,
-                   attempts=attempts)
+                   deadline=deadline or time.monotonic() + max(timeout_s, 30.0),
+                   timeout_s=timeout_s, attempts=attempts)
         parts.append(PartRef(name, lo, len(piece.items), len(body), len(stored),
                              items_sum(piece.items.values())))
     return parts
