@@ -4,6 +4,9 @@ line out).
 
 - `rebuild`: `rebuild_collection` of `users` (streamed: Firestore in pages, parts as they
   fill); its time and the process's peak RSS.
+- `format N`: no emulator: N generated user records cut into parts exactly as a rebuild cuts
+  them, each part encoded (gzip when it pays) and the index built, streamed; what one change
+  writes (its part + the index), and the peak RSS (how the 1,000,000 column is made).
 - `fallback`: the `users` read function (functions-framework's app over main.py) with Firestore
   unreachable: the first request of a cold instance (a page in id order, then one document),
   the same requests later (median), and a first request that needs every part (another order).
@@ -41,9 +44,54 @@ def rebuild() -> dict:
             "documents": report.documents, "summary": report.summary()}
 
 
+def format_only(docs: int) -> dict:
+    from shared import snapshot_parts
+    from shared.http import dumps
+    from shared.snapshot_format import SnapshotState
+    from shared.snapshot_parts import PartRef, SnapshotIndex, encode_part, items_sum
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from publish_bench import _doc
+
+    started = time.perf_counter()
+    index = SnapshotIndex("users")
+    state, size, lo = SnapshotState("users", exists=True), 0, ""
+    stored_sizes = []
+
+    def flush() -> None:
+        body = state.body("2026-12-07T00:00:00Z")
+        stored, _ = encode_part(body)
+        stored_sizes.append(len(stored))
+        index.parts.append(PartRef(f"snapshots/users/parts/{len(index.parts):020x}.json.gz",
+                                   lo, len(state.items), len(body), len(stored),
+                                   items_sum(state.items.values())))
+
+    for i in range(docs):
+        doc_id = f"u_{i:07d}"
+        if not state.items and index.parts:
+            lo = doc_id
+        item = {"id": doc_id, **_doc(i), "updatedAt": "2026-12-07T00:00:00.000Z"}
+        state.items[doc_id], state.versions[doc_id] = item, 1_765_000_000_000_000_000 + i
+        size += len(dumps(item)) + snapshot_parts.ITEM_OVERHEAD_BYTES
+        if size >= snapshot_parts.PART_MAX_BYTES // 2:
+            flush()
+            state, size = SnapshotState("users", exists=True), 0
+    if state.items:
+        flush()
+    index_bytes = len(index.body("2026-12-07T00:00:00Z"))
+    average = sum(stored_sizes) / len(stored_sizes)
+    return {"seconds": time.perf_counter() - started, "rss_mib": peak_rss_mib(),
+            "parts": len(index.parts), "index_bytes": index_bytes,
+            "bytes_per_change": average + index_bytes}
+
+
 def fallback() -> dict:
     from functions_framework import create_app
     from werkzeug.test import Client
+
+    from shared.clients import Clients
+    from shared.settings import Settings
+    from shared.snapshot_reader import load_view
 
     client = Client(create_app(target="users", source=str(ROOT / "main.py"),
                                signature_type="http"))
@@ -61,9 +109,18 @@ def fallback() -> dict:
              (f"/?limit={50 + n}", f"/u_{(n * 7919) % 1000:07d}")]
     whole_first = timed("/?orderBy=-hourlyRate&limit=20")
     whole_later = [timed(f"/?orderBy=-hourlyRate&limit={21 + n}") for n in range(5)]
+    # The snapshot's share of a first page (after the app's requests: imports are warm): a new
+    # client, the index, the first part.
+    started = time.perf_counter()
+    settings = Settings.from_env()
+    view = load_view(Clients(settings).storage(), settings.snapshot_bucket, "users",
+                     timeout_s=settings.storage_timeout_s)
+    view.part(0)
+    snapshot_share = time.perf_counter() - started
     sources = {source for _, _, source in [first_page, first_get, *later, whole_first]}
     statuses = {status for _, status, _ in [first_page, first_get, *later, whole_first]}
     return {"first_page_s": first_page[0], "first_get_s": first_get[0],
+            "snapshot_share_s": snapshot_share,
             "later_median_s": statistics.median(t for t, _, _ in later),
             "whole_first_s": whole_first[0],
             "whole_later_median_s": statistics.median(t for t, _, _ in whole_later),
@@ -75,4 +132,7 @@ if __name__ == "__main__":
     import logging
 
     logging.basicConfig(level=logging.ERROR)
-    print(json.dumps({"rebuild": rebuild, "fallback": fallback}[sys.argv[1]]()))
+    if sys.argv[1] == "format":
+        print(json.dumps(format_only(int(sys.argv[2]))))
+    else:
+        print(json.dumps({"rebuild": rebuild, "fallback": fallback}[sys.argv[1]]()))
