@@ -62,14 +62,6 @@ class Snapshot:
         return sorted(t.id for t in self.tombstones if parse_ns(t.recorded_at) > floor)
 
 
-def content_hash(items: Iterable[Mapping[str, Any]]) -> str:
-    """`sha256:<hex>` of the items' JSON (sorted by id): equal data, equal hash."""
-    from shared.http import dumps
-
-    ordered = sorted(items, key=lambda item: item["id"])
-    return "sha256:" + hashlib.sha256(dumps(ordered)).hexdigest()
-
-
 def snapshot_body(collection: str, items: list[dict[str, Any]], generated_at: str, *,
                   update_times: Mapping[str, str] | None = None,
                   tombstones: Iterable[Tombstone] = (),
@@ -182,10 +174,6 @@ class SnapshotState:
             del self.deleted[doc_id]
             del self.recorded[doc_id]
         return gone
-
-    def content_hash(self) -> str:
-        """The manifest's hash of the items."""
-        return content_hash(self.items.values())
 
     def body(self, generated_at: str) -> bytes:
         """The JSON body of this state."""

@@ -1,4 +1,5 @@
-"""The snapshot publisher: keeps `gs://$SNAPSHOT_BUCKET/snapshots/<collection>.json` current.
+"""The snapshot publisher: keeps each collection's snapshot (`snapshots/<collection>/`, an index
+plus bounded parts: `shared.snapshot_merge`) current.
 
 `publish_snapshot` (main.py) receives Eventarc's Firestore `document.v1.written` events of every
 configured collection; `python -m ops rebuild [--collection C]` rebuilds snapshots from
@@ -51,10 +52,10 @@ Coalescing, and where its state lives
     Pending entries are written and read only while leaders contend.
 
 Never an older snapshot over a newer one
-    Every write is conditional on the generation that was read (`if_generation_match`); on
-    HTTP 412 the merge runs again on the newer object. 429 and 5xx are retried with backoff
-    within `PUBLISH_WAIT_S`; past it the event fails and is redelivered. A snapshot that is
-    missing or unreadable is rebuilt from Firestore once (N reads) before the merge.
+    A change rewrites its part (a new object) and then the index, conditional on the generation
+    that was read; on HTTP 412 the merge runs again on the newer index. 429 and 5xx are retried
+    with backoff within `PUBLISH_WAIT_S`; past it the event fails and is redelivered. A missing
+    snapshot is built from Firestore once (streamed); a damaged part, from its id range.
 """
 
 from __future__ import annotations
@@ -201,7 +202,9 @@ class Publisher:
                     event.old_update_time_ns
                 while len(self._removed_versions) > REMOVED_VERSIONS_KEPT:
                     self._removed_versions.pop(next(iter(self._removed_versions)))
-            known = self._cached_part(change.collection, change.doc_id)
+            index = self._indexes.get(change.collection)  # its part, if cached, knows
+            position = index.locate(change.doc_id) if index is not None else -1
+            known = self._parts.get(index.parts[position].name) if position >= 0 else None
             if known is not None and (known.known_version(change.doc_id) or -1) >= \
                     change.version_ns:
                 log.info("event %s for %s (%s) is already published", event.event_id,
@@ -452,12 +455,6 @@ class Publisher:
         rebuild_collection(self._db(), self._storage(), self.settings.snapshot_bucket,
                            collection, timeout_s=max(self.settings.storage_timeout_s, 30.0),
                            retention_s=self.settings.tombstone_retention_s)
-
-    def _cached_part(self, collection: str, doc_id: str) -> SnapshotState | None:
-        """The cached state of the part holding `doc_id` (None when it is not cached)."""
-        index = self._indexes.get(collection)
-        position = index.locate(doc_id) if index is not None else -1
-        return self._parts.get(index.parts[position].name) if position >= 0 else None
 
     def _scan_pending(self, scan_up_to: int) -> tuple[list[Any], list[Change]]:
         from google.cloud.firestore_v1.base_query import FieldFilter
