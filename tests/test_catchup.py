@@ -190,6 +190,10 @@ def test_only_the_scheduler_account_may_run_the_catch_up(emulator_env, monkeypat
                                                                                  "jobs"]
     finally:
         issuer.stop()
+        # functions-framework keeps its last app process-wide, and main.py's import registers
+        # an error handler on it: leave a fresh, unused one (the deploy's tests import main.py).
+        create_app(target="catch_up_snapshots", source=str(ROOT / "main.py"),
+                   signature_type="http")
 
 
 def test_a_local_issuer_is_refused_outside_demo_projects():
