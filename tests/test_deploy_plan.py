@@ -610,8 +610,8 @@ def test_gcloudignore_uploads_the_runtime_code_only(tmp_path):
         (tmp_path / decoy).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / decoy).write_text("decoy")
     names = {n for n in uploads.gcloud_zip_names(tmp_path) if not n.endswith("/")}
-    for kept in ("main.py", "requirements.txt", "functions/collection_api/serve.py", "functions/__init__.py",
-                 "shared/settings.py", "schemas/users.schema.json"):
+    for kept in ("main.py", "requirements.txt", "functions/collection_api/serve.py",
+                 "functions/__init__.py", "shared/settings.py", "schemas/users.schema.json"):
         assert kept in names, kept
     assert names == {p.relative_to(ROOT).as_posix() for p in application.uploaded_files()}
 
