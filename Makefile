@@ -76,9 +76,11 @@ deploy: install
 deploy-rehearsal: install
 	$(PY) -m pytest tests/test_deploy_rehearsal.py -p no:cacheprovider
 
-## Snapshot publisher benchmark (reads per event, writes per burst, trailing edge, rebuild).
+## Snapshot publisher benchmark at scale, one column per size: make bench-publish DOCS=1k,10k,100k
+## (bytes per change, ack latency, peak RSS, streamed rebuild, the fallback in an outage).
+DOCS ?= 1000,10000
 bench-publish: install
-	$(PY) bench/publish_bench.py
+	$(PY) bench/publish_bench.py --docs $(DOCS)
 
 ## Live-mode benchmark in headless Chromium on the local stack: propagation p50/p95 (live vs
 ## polling every 5 s vs an SSE stream from a function), reads per change, a quiet minute's cost.

@@ -10,6 +10,7 @@ from werkzeug.exceptions import HTTPException
 from functions.collection_api.serve import serve_collection
 from functions.instance import LazyInstance
 from functions.migrate.routes import serve_migrate
+from functions.publish.catchup_http import serve_catch_up
 from functions.publish.serve import handle_event
 from shared import http
 from shared.logs import setup_logging
@@ -41,3 +42,10 @@ def migrate(request):
 def publish_snapshot(cloud_event):
     """Firestore `document.v1.written` events of every configured collection -> snapshots."""
     handle_event(cloud_event, INSTANCE.publisher)
+
+
+@functions_framework.http
+def catch_up_snapshots(request):
+    """Cloud Scheduler's periodic call: every snapshot brought to Firestore, damaged parts
+    repaired (only the scheduler's service account may call it)."""
+    return serve_catch_up(request, INSTANCE.catch_up)

@@ -32,8 +32,11 @@ APIS = (
     "firestore.googleapis.com", "storage.googleapis.com", "iam.googleapis.com",
     "cloudresourcemanager.googleapis.com", "logging.googleapis.com",
     "firebase.googleapis.com", "firebaserules.googleapis.com",
-    "identitytoolkit.googleapis.com",
+    "identitytoolkit.googleapis.com", "cloudscheduler.googleapis.com",
 )
+CATCHUP_FUNCTION = "catch_up_snapshots"
+CATCHUP_JOB = "snapshot-catch-up"
+CATCHUP_SCHEDULE = re.compile(r"^\S+( \S+){4}$")  # five cron fields
 SECRET_LIKE = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|CREDENTIAL|PRIVATE|API_?KEY", re.I)
 FUNCTION_NAME = re.compile(r"^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
 ACCOUNT_ID = re.compile(r"^[a-z](?:[-a-z0-9]{4,28}[a-z0-9])$")
@@ -72,6 +75,8 @@ DEFAULT_RESOURCES = {
     # An event waits for its collection's write slot (up to PUBLISH_WAIT_S), mostly idle:
     # many per instance, few instances (the write slot is shared through Firestore anyway).
     "publish": Resources("512Mi", "1", 120, 80, 0, 3),
+    # The catch-up: one run at a time (Cloud Scheduler calls it every few minutes).
+    "catchup": Resources("512Mi", "1", 540, 1, 0, 1),
 }
 
 
@@ -83,12 +88,15 @@ class KnownFunction:
     resources: str
     public: bool = False
     per_collection: bool = False
+    scheduled: bool = False
 
 
 KNOWN_FUNCTIONS = {
     # Reachable from the browser; it checks Firebase ID tokens with the admin claim itself.
     "migrate": KnownFunction("http", "migrate", public=True),
     "publish_snapshot": KnownFunction("cloud_event", "publish", per_collection=True),
+    # Private: only Cloud Scheduler's service account may invoke it (and it checks the token).
+    CATCHUP_FUNCTION: KnownFunction("http", "catchup", scheduled=True),
 }
 
 
@@ -107,6 +115,8 @@ class Config:
     service_account: str
     trigger_account: str
     build_account: str
+    scheduler_account: str
+    catchup_schedule: str
     resources: Mapping[str, Resources]
     app_env: Mapping[str, str]
     check_revoked: bool = False
@@ -114,6 +124,10 @@ class Config:
     def email(self, account_id: str) -> str:
         """The e-mail of a service account of the project."""
         return f"{account_id}@{self.project}.iam.gserviceaccount.com"
+
+    def function_url(self, name: str) -> str:
+        """The HTTPS URL of a deployed function (also the audience of its OIDC tokens)."""
+        return f"https://{self.region}-{self.project}.cloudfunctions.net/{name}"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -137,6 +151,12 @@ class Config:
                    if (env.get(name) or "").strip()}
         app_env["GOOGLE_CLOUD_PROJECT"] = project
         app_env.setdefault("SNAPSHOT_BUCKET", f"{project}-snapshots")
+        scheduler = get("SCHEDULER_SERVICE_ACCOUNT", "dashboard-scheduler")
+        # Who may call the catch-up, and the audience of its tokens: the scheduler's account
+        # and the function's URL (both fixed by the deploy, so the function checks them).
+        app_env.setdefault("CATCHUP_INVOKER", f"{scheduler}@{project}.iam.gserviceaccount.com")
+        app_env.setdefault("CATCHUP_AUDIENCE", f"https://{region}-{project}.cloudfunctions.net/"
+                                               f"{CATCHUP_FUNCTION.replace('_', '-')}")
         settings = application.app_settings(app_env)
         app_env.setdefault("COLLECTIONS", ",".join(settings.collections))
         for name, value in app_env.items():
@@ -146,7 +166,8 @@ class Config:
         accounts = {name: get(name, default) for name, default in (
             ("SERVICE_ACCOUNT", "dashboard-functions"),
             ("TRIGGER_SERVICE_ACCOUNT", "dashboard-events"),
-            ("BUILD_SERVICE_ACCOUNT", "dashboard-build"))}
+            ("BUILD_SERVICE_ACCOUNT", "dashboard-build"),
+            ("SCHEDULER_SERVICE_ACCOUNT", "dashboard-scheduler"))}
         for name, value in accounts.items():
             if not ACCOUNT_ID.match(value):
                 raise DeployError(f"{name} {value!r} is not a service account id (6-30 of "
@@ -156,6 +177,10 @@ class Config:
             raise DeployError(f"RUNTIME {runtime!r} is not a current Python runtime "
                               "(python310 to python313)")
         retention = _integer(get("REPORT_RETENTION_DAYS", "30"), "REPORT_RETENTION_DAYS", 1, 3650)
+        schedule = get("CATCHUP_SCHEDULE", "*/5 * * * *")
+        if not CATCHUP_SCHEDULE.match(schedule):
+            raise DeployError(f"CATCHUP_SCHEDULE {schedule!r} is not a cron schedule of five "
+                              "fields like '*/5 * * * *'")
         return cls(
             project=project, region=region, firestore_location=location,
             database=settings.database, bucket=settings.snapshot_bucket,
@@ -163,6 +188,8 @@ class Config:
             service_account=accounts["SERVICE_ACCOUNT"],
             trigger_account=accounts["TRIGGER_SERVICE_ACCOUNT"],
             build_account=accounts["BUILD_SERVICE_ACCOUNT"],
+            scheduler_account=accounts["SCHEDULER_SERVICE_ACCOUNT"],
+            catchup_schedule=schedule,
             resources={kind: _resources(env, kind, default)
                        for kind, default in DEFAULT_RESOURCES.items()},
             app_env=app_env,

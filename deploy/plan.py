@@ -16,6 +16,7 @@ from deploy import application
 from deploy.application import DeployError, EntryPoint
 from deploy.config import (
     APIS,
+    CATCHUP_JOB,
     DIGEST_CHARS,
     DIGEST_LABEL,
     ENV_FILE,
@@ -91,9 +92,13 @@ def build_plan(config: Config, main_py: Path = application.MAIN) -> Plan:
              why="the triggers' location must be the database's: stop if FIRESTORE_LOCATION "
                  "is not where the database lives")
 
-    for account_id, title in ((config.service_account, "dashboard functions (runtime)"),
-                              (config.trigger_account, "dashboard Firestore triggers"),
-                              (config.build_account, "dashboard function builds")):
+    scheduled = [point for point, known in others if known.scheduled]
+    accounts = [(config.service_account, "dashboard functions (runtime)"),
+                (config.trigger_account, "dashboard Firestore triggers"),
+                (config.build_account, "dashboard function builds")]
+    if scheduled:
+        accounts.append((config.scheduler_account, "dashboard scheduled catch-up (invoker)"))
+    for account_id, title in accounts:
         plan.run("gcloud", "iam", "service-accounts", "create", account_id,
                  f"--display-name={title}", project,
                  why=f"service account {account_id}, if missing",
@@ -171,6 +176,12 @@ def build_plan(config: Config, main_py: Path = application.MAIN) -> Plan:
                        f"--trigger-service-account={trigger_sa}", "--retry",
                        "--ingress-settings=internal-only", *resources.flags(),
                        why=f"{point.name} on every write to {collection}, retried on error")
+        elif known.scheduled:
+            name = _function_name(point.name)
+            deploy(name, known.resources, f"--entry-point={point.name}", "--trigger-http",
+                   "--no-allow-unauthenticated", "--ingress-settings=all", *resources.flags(),
+                   why=f"{point.name}: private, called by Cloud Scheduler with an OIDC token")
+            _schedule(plan, config, name, resources.timeout_s)
         else:
             access = "--allow-unauthenticated" if known.public else "--no-allow-unauthenticated"
             deploy(_function_name(point.name), known.resources,
@@ -185,6 +196,25 @@ def build_plan(config: Config, main_py: Path = application.MAIN) -> Plan:
     _check_unique([step.argv[3] for step in plan.steps if isinstance(step, Command)
                    and step.argv[:3] == ("gcloud", "functions", "deploy")])
     return plan
+
+
+def _schedule(plan: Plan, config: Config, name: str, timeout_s: int) -> None:
+    """Only the scheduler's account may invoke `name`; a Cloud Scheduler job calls it on
+    `CATCHUP_SCHEDULE` with that account's OIDC token (created once, then kept in line)."""
+    invoker = config.email(config.scheduler_account)
+    project, location = f"--project={config.project}", f"--location={config.region}"
+    plan.run("gcloud", "functions", "add-invoker-policy-binding", name,
+             f"--region={config.region}", f"--member=serviceAccount:{invoker}", project,
+             why=f"only the scheduler's account may invoke {name}", retries=3)
+    url = config.function_url(name)
+    target = (f"--schedule={config.catchup_schedule}", f"--uri={url}", "--http-method=POST",
+              f"--oidc-service-account-email={invoker}", f"--oidc-token-audience={url}",
+              f"--attempt-deadline={min(timeout_s, 1800)}s", location, project)
+    plan.run("gcloud", "scheduler", "jobs", "create", "http", CATCHUP_JOB, *target,
+             why=f"Cloud Scheduler calls {name} on {config.catchup_schedule!r}, if missing",
+             unless=("gcloud", "scheduler", "jobs", "describe", CATCHUP_JOB, location, project))
+    plan.run("gcloud", "scheduler", "jobs", "update", "http", CATCHUP_JOB, *target,
+             why="keep the job's schedule, target and identity as configured")
 
 
 def _deploy_function(plan: Plan, config: Config, source: str, name: str, kind: str,

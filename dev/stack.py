@@ -31,7 +31,7 @@ DEFAULTS = {
     "SNAPSHOT_BUCKET": "demo-dashboard-snapshots",
     "READ_ACCESS": "public",
 }
-HTTP_FUNCTIONS = ("users", "jobs", "migrate")
+HTTP_FUNCTIONS = ("users", "jobs", "migrate", "catch_up_snapshots")
 RULES = ROOT / "firestore.rules"
 AUTH_PORT = 9099  # the Auth emulator's usual port (firebase.json), when free
 # The local stack's people (Auth emulator only; these passwords exist nowhere else).
@@ -144,10 +144,12 @@ def _run(args: argparse.Namespace, stop: threading.Event, firestore_emu, auth_em
     from werkzeug.serving import make_server
 
     from dev.app import create_stack_app
+    from dev.scheduler import configure, run_every
     from dev.seed import seed
     from shared.clients import Clients
     from shared.settings import Settings
 
+    issuer = configure()  # the catch-up's settings, before they are read
     settings = Settings.from_env()
     clients = Clients(settings)
     storage_client = clients.storage()
@@ -168,6 +170,7 @@ def _run(args: argparse.Namespace, stop: threading.Event, firestore_emu, auth_em
     base = f"http://{args.host}:{args.port}"
     prepare_emulator(firestore_emu, settings.project, settings.collections, settings.database)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    run_every(issuer, f"{base}/catch_up_snapshots", stop)  # every CATCHUP_PERIOD_S (10 s)
     print("\nlocal stack ready:")
     print(f"  {base}/  (demo dashboard)")
     for name in HTTP_FUNCTIONS:
@@ -189,6 +192,7 @@ def _run(args: argparse.Namespace, stop: threading.Event, firestore_emu, auth_em
               f"--functions_emulator {args.host}:{args.port} for the events to arrive)")
     print("Ctrl-C stops it.", flush=True)
     stop.wait()
+    issuer.stop()
     server.shutdown()
     app.close()  # before the emulators stop
     return 0

@@ -15,6 +15,7 @@ from typing import Any
 
 from functions.collection_api.context import ApiContext
 from functions.migrate.routes import MigrateContext
+from functions.publish.catchup_http import CatchUpContext, InvokerCheck
 from functions.publish.publisher import Publisher
 from shared.clients import Clients
 from shared.settings import Settings
@@ -47,6 +48,12 @@ class Instance:
         """The snapshot publisher of this instance."""
         return self._part("publisher", lambda: Publisher(
             self.settings, db=self.clients.db, storage=self.clients.storage))
+
+    def catch_up(self) -> CatchUpContext:
+        """The catch-up function's context (it publishes through this instance's publisher)."""
+        return self._part("catch_up", lambda: CatchUpContext(
+            self.settings, self.clients.db, self.clients.storage, self.publisher,
+            InvokerCheck(self.settings)))
 
     def migrate(self) -> MigrateContext:
         """The migrate function's context."""
@@ -84,6 +91,10 @@ class LazyInstance:
     def publisher(self) -> Publisher:
         """`get().publisher()`."""
         return self.get().publisher()
+
+    def catch_up(self) -> CatchUpContext:
+        """`get().catch_up()`."""
+        return self.get().catch_up()
 
     def migrate(self) -> MigrateContext:
         """`get().migrate()`."""

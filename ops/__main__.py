@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ops import admin, doctor, migrate, rebuild
+from ops import admin, doctor, migrate, rebuild, snapshot_file
 from shared.errors import AppError
 
 COMMANDS = {
@@ -18,6 +18,7 @@ COMMANDS = {
     "rebuild": (rebuild, "rebuild snapshots from Firestore"),
     "doctor": (doctor, "check settings, Firestore, the bucket and the snapshots"),
     "admin": (admin, "grant or revoke the admin claim of a user"),
+    "snapshot-file": (snapshot_file, "write a snapshot as one JSON object (single-file view)"),
 }
 
 

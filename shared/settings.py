@@ -20,6 +20,9 @@ _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 _ORIGIN = re.compile(r"^https?://[^/\s]+$")
 
 
+GOOGLE_OIDC_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+
+
 @dataclass(frozen=True)
 class Settings:
     """The validated configuration of one function instance."""
@@ -49,6 +52,10 @@ class Settings:
     migration_start_ops_s: float = 500.0
     migration_timeout_s: float = 30.0
     migration_time_budget_s: float = 3300.0
+    catchup_margin_s: float = 60.0
+    catchup_invoker: str = ""
+    catchup_audience: str = ""
+    catchup_certs_url: str = GOOGLE_OIDC_CERTS_URL
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False, hash=False)
 
     @property
@@ -102,8 +109,23 @@ class Settings:
             # Under the function's timeout (deploy: 3600 s), so a run pauses cleanly instead.
             migration_time_budget_s=reader.number("MIGRATION_TIME_BUDGET_S", 3300, low=10,
                                                   high=86400),
+            # The catch-up re-reads what changed this long before its last run: commit skew
+            # between a write's `updatedAt` and its commit.
+            catchup_margin_s=reader.number("CATCHUP_MARGIN_S", 60, low=0, high=86400),
+            # Who may call catch_up_snapshots: Cloud Scheduler's service account (its OIDC
+            # token's e-mail), the token's audience (the function's URL; empty: not checked
+            # here, Cloud Run checks it), and where the token's signing keys are published.
+            catchup_invoker=reader.text("CATCHUP_INVOKER", default=""),
+            catchup_audience=reader.text("CATCHUP_AUDIENCE", default=""),
+            catchup_certs_url=reader.text("CATCHUP_CERTS_URL", default=GOOGLE_OIDC_CERTS_URL),
             environ=env,
         )
+        if settings.catchup_certs_url != GOOGLE_OIDC_CERTS_URL and not project.startswith("demo-"):
+            # Keys from anywhere but Google would let their holder call the catch-up: only a
+            # demo- project (local stack, tests) may use a local issuer.
+            raise ConfigError("CATCHUP_CERTS_URL may differ from Google's only in a demo- "
+                              "project", code="unsafe_setting",
+                              details={"setting": "CATCHUP_CERTS_URL"})
         if reader.text("FIREBASE_AUTH_EMULATOR_HOST") and not project.startswith("demo-"):
             # With the auth emulator set, firebase-admin accepts unsigned tokens: only a demo-
             # project, which never reaches real data, may run that way.

@@ -62,25 +62,20 @@ class Snapshot:
         return sorted(t.id for t in self.tombstones if parse_ns(t.recorded_at) > floor)
 
 
-def content_hash(items: Iterable[Mapping[str, Any]]) -> str:
-    """`sha256:<hex>` of the items' JSON (sorted by id): equal data, equal hash."""
-    from shared.http import dumps
-
-    ordered = sorted(items, key=lambda item: item["id"])
-    return "sha256:" + hashlib.sha256(dumps(ordered)).hexdigest()
-
-
 def snapshot_body(collection: str, items: list[dict[str, Any]], generated_at: str, *,
                   update_times: Mapping[str, str] | None = None,
-                  tombstones: Iterable[Tombstone] = ()) -> bytes:
-    """The snapshot JSON: the read API's list shape (items sorted by id) plus `generatedAt`."""
+                  tombstones: Iterable[Tombstone] = (),
+                  content_hash: str | None = None) -> bytes:
+    """The snapshot JSON: the read API's list shape (items sorted by id) plus `generatedAt`
+    (a part's body, or the single-file view's, with the whole snapshot's `content_hash`)."""
     from shared.http import dumps
 
     ordered = sorted(items, key=lambda item: item["id"])
     return dumps({"collection": collection, "items": ordered, "count": len(ordered),
                   "nextPageToken": None, "source": "snapshot", "asOf": generated_at,
                   "generatedAt": generated_at,
-                  "contentHash": "sha256:" + hashlib.sha256(dumps(ordered)).hexdigest(),
+                  "contentHash": content_hash or "sha256:" + hashlib.sha256(
+                      dumps(ordered)).hexdigest(),
                   "updateTimes": dict(sorted((update_times or {}).items())),
                   "tombstones": [{"id": t.id, "deletedAt": t.deleted_at,
                                   "recordedAt": t.recorded_at}
@@ -180,10 +175,6 @@ class SnapshotState:
             del self.recorded[doc_id]
         return gone
 
-    def content_hash(self) -> str:
-        """The manifest's hash of the items."""
-        return content_hash(self.items.values())
-
     def body(self, generated_at: str) -> bytes:
         """The JSON body of this state."""
         from shared.times import format_ns
@@ -210,9 +201,3 @@ class ManifestEntry:
         """The JSON object of this entry."""
         return {"count": self.count, "contentHash": self.content_hash,
                 "generation": str(self.generation), "generatedAt": self.generated_at}
-
-
-def manifest_entry(state: SnapshotState) -> ManifestEntry:
-    """The manifest entry of a written snapshot state."""
-    return ManifestEntry(len(state.items), state.content_hash(), state.generation,
-                         state.generated_at)

@@ -1,354 +1,69 @@
-"""The JSON snapshots in Cloud Storage (`snapshots/<collection>.json`) and their manifest.
+"""The JSON snapshots in Cloud Storage: rebuilding one from Firestore, streamed; and the names
+the rest of the code imports (reading, merging, the manifest).
 
-A snapshot body has the read API's list shape with every document (sorted by id), plus
-`generatedAt`, `contentHash` (sha256 of the items), `updateTimes` (each document's Firestore
-`update_time`, the version that orders its changes) and `tombstones` (deleted ids with their
-delete and record times; see `shared.tombstones`). It is written with `Content-Type:
-application/json; charset=utf-8` and `Cache-Control: private, max-age=0, no-cache`: the data is
-personal and must never sit in a shared cache, and a client that fetches it must revalidate.
+A snapshot is an index plus bounded parts (`shared.snapshot_parts`); a change rewrites its
+part and the index (`shared.snapshot_merge`); readers load only the parts they need
+(`shared.snapshot_reader`); objects and the manifest are `shared.snapshot_io`'s.
 
-`snapshots/manifest.json` holds per collection the count, content hash, object generation and
-`generatedAt`: one small request tells a client whether its copy is current.
-
-Every write is conditional on the generation that was read (`if_generation_match`, 0 for a
-new object): when another publisher wrote in between (HTTP 412), the merge runs again on the
-newer object, so a newer snapshot is never overwritten by an older one. Merges are by version
-(`SnapshotState.apply`): applying a change twice, or an older change after a newer one, changes
-nothing. Cloud Storage answers 429 past about one write per second to one object name; those
-writes, and 5xx, are retried with exponential backoff within the caller's deadline.
-
-Reads have a deadline; `load_snapshot` (the read API's fallback) maps every failure to
-`Unavailable`.
+A rebuild (`rebuild_collection`) walks Firestore in pages of document ids and the current
+parts alongside (both in id order), and writes new parts as they fill: its memory is one
+page and one part, whatever the collection's size. Merges are by version, like an event's:
+a document the snapshot has with a version newer than the rebuild's start was written
+after it (its event published it) and is kept; one Firestore no longer has is removed with a
+tombstone. What events published while the rebuild ran is merged into its parts before its
+index is written, conditionally: a 412 means more was published, and that is merged too.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import random
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
-from shared.errors import Unavailable
-from shared.retry import is_transient, retry_policy
-from shared.snapshot_format import (
-    DEFAULT_TOMBSTONE_RETENTION_S,
-    JSON_CONTENT_TYPE,
-    MANIFEST_PATH,
-    SNAPSHOT_CACHE_CONTROL,
-    Change,
-    ManifestEntry,
-    Snapshot,
-    SnapshotState,
-    Tombstone,
-    manifest_entry,
-    snapshot_path,
+from shared import snapshot_parts  # its bounds, read at call time (tests lower them)
+from shared.http import dumps
+from shared.snapshot_format import DEFAULT_TOMBSTONE_RETENTION_S, Change, SnapshotState
+from shared.snapshot_io import (
+    Attempts,
+    delete_objects,
+    load_index,
+    load_manifest,
+    update_manifest,
+    write_index,
 )
+from shared.snapshot_merge import (
+    PartCache,
+    manifest_entry,
+    read_collection,
+    read_range,
+    rewrite_parts,
+    write_pieces,
+    write_snapshot,
+)
+from shared.snapshot_parts import (
+    ITEM_OVERHEAD_BYTES,
+    TOMBSTONE_BYTES,
+    PartRef,
+    SnapshotIndex,
+)
+from shared.snapshot_reader import load_snapshot, parse_snapshot, read_part
+
+__all__ = [
+    "RebuildReport",
+    "load_manifest",
+    "load_snapshot",
+    "parse_snapshot",
+    "read_collection",
+    "rebuild_collection",
+    "rebuild_snapshot",
+    "update_manifest",
+    "write_snapshot",
+]
 
 log = logging.getLogger("dashboard.snapshots")
 
-BACKOFF_INITIAL_S = 0.5
-BACKOFF_MAX_S = 8.0
-
-
-def load_snapshot(storage_client: Any, bucket: str, collection: str, *, timeout_s: float,
-                  known: Snapshot | None = None) -> Snapshot:
-    """Download and parse a snapshot; `Unavailable` when it is missing, unreadable or invalid.
-
-    `known` is a snapshot parsed earlier: while the object is still at its generation, it comes
-    back as it is (a conditional GET answered 304: no download, no parse).
-    """
-    from google.api_core import exceptions as gexc
-    retry = retry_policy(timeout_s)
-    unless = known.generation if known is not None else None
-    try:
-        found = _download(storage_client, bucket, snapshot_path(collection), timeout_s=timeout_s,
-                          unless_generation=unless, retry=retry)
-    except (gexc.GoogleAPIError, OSError, ValueError) as exc:
-        raise Unavailable(f"snapshot of {collection} unreadable: {type(exc).__name__}") from None
-    if found is None:
-        raise Unavailable(f"no snapshot of {collection} yet")
-    raw, generation = found
-    if known is not None and unless and generation == unless and not raw:
-        return known
-    try:
-        return parse_snapshot(collection, raw, generation)
-    except ValueError as exc:
-        raise Unavailable(f"snapshot of {collection} is invalid: {exc}") from None
-
-
-def parse_snapshot(collection: str, raw: bytes, generation: int | None) -> Snapshot:
-    """Parse a snapshot body; `ValueError` when it is not one."""
-    try:
-        body = json.loads(raw)
-        items = body["items"]
-        if not isinstance(items, list) or not all(
-            isinstance(item, dict) and isinstance(item.get("id"), str) for item in items
-        ):
-            raise ValueError("items must be objects with a string id")
-        generated_at = str(body.get("generatedAt") or body.get("asOf") or "")
-        update_times = body.get("updateTimes") or {}
-        raw_tombstones = body.get("tombstones") or []
-        if not isinstance(update_times, dict) or not isinstance(raw_tombstones, list):
-            raise ValueError("updateTimes must be an object and tombstones a list")
-        tombstones = tuple(Tombstone(str(t["id"]), str(t["deletedAt"]), str(t["recordedAt"]))
-                           for t in raw_tombstones)
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"missing or mistyped {exc}") from None
-    return Snapshot(collection, tuple(items), generated_at, generation, tombstones,
-                    {str(k): str(v) for k, v in update_times.items()})
-
-
-def write_snapshot(storage_client: Any, bucket: str, collection: str, body: bytes, *,
-                   timeout_s: float, if_generation_match: int | None = None) -> int | None:
-    """Upload a snapshot body; returns the new object generation."""
-    return _upload(storage_client, bucket, snapshot_path(collection), body,
-                   timeout_s=timeout_s, if_generation_match=if_generation_match)
-
-
-def _upload(storage_client: Any, bucket: str, name: str, body: bytes, *, timeout_s: float,
-            if_generation_match: int | None) -> int | None:
-    blob = storage_client.bucket(bucket).blob(name)
-    blob.cache_control = SNAPSHOT_CACHE_CONTROL
-    kwargs: dict[str, Any] = {"content_type": JSON_CONTENT_TYPE, "timeout": timeout_s,
-                              "retry": None}
-    if if_generation_match is not None:
-        kwargs["if_generation_match"] = if_generation_match
-    blob.upload_from_string(body, **kwargs)
-    return blob.generation
-
-
-def _download(storage_client: Any, bucket: str, name: str, *, timeout_s: float,
-              unless_generation: int | None = None,
-              retry: Any = None) -> tuple[bytes, int] | None:
-    """(body, generation) of an object, None when it does not exist; other errors raise.
-
-    With `unless_generation`, an object still at that generation is not downloaded again:
-    `(b"", unless_generation)` comes back (HTTP 304).
-    """
-    from google.api_core import exceptions as gexc
-
-    blob = storage_client.bucket(bucket).blob(name)
-    kwargs: dict[str, Any] = {"timeout": timeout_s, "retry": retry}
-    if unless_generation:
-        kwargs["if_generation_not_match"] = unless_generation
-    try:
-        raw = blob.download_as_bytes(**kwargs)
-    except gexc.NotFound:
-        return None
-    except gexc.NotModified:
-        return b"", int(unless_generation or 0)
-    return raw, int(blob.generation or 0)
-
-
-# --- merging -----------------------------------------------------------------------------------
-
-def load_state(storage_client: Any, bucket: str, collection: str, *, timeout_s: float,
-               known: SnapshotState | None = None) -> SnapshotState | None:
-    """The current snapshot as a mergeable state; None when it is missing or unusable.
-
-    `known` is a state read earlier: while the object is still at its generation it is reused
-    without a download. Network failures raise (the caller retries); a body that does not parse
-    counts as missing, so the caller rebuilds it from Firestore rather than merging into garbage.
-    """
-    unless = known.generation if known is not None and known.exists else None
-    found = _download(storage_client, bucket, snapshot_path(collection), timeout_s=timeout_s,
-                      unless_generation=unless)
-    if found is None:
-        return None
-    raw, generation = found
-    if known is not None and unless and generation == unless and not raw:
-        return known
-    try:
-        state = SnapshotState.from_snapshot(parse_snapshot(collection, raw, generation))
-    except ValueError as exc:
-        log.error("snapshot of %s is invalid (%s): it will be rebuilt from Firestore",
-                  collection, exc)
-        return SnapshotState(collection, generation=generation, exists=False)
-    return state
-
-
-@dataclass
-class WriteOutcome:
-    """What a conditional merge-and-write did."""
-
-    state: SnapshotState
-    written: bool = False
-    conflicts: int = 0
-    throttled: int = 0
-
-
-def merge_and_write(storage_client: Any, bucket: str, collection: str,
-                    mutate: Callable[[SnapshotState], bool], *, timeout_s: float,
-                    deadline: float, base: SnapshotState | None = None,
-                    bootstrap: Callable[[], SnapshotState] | None = None,
-                    before_write: Callable[[SnapshotState], None] | None = None,
-                    verify_base: bool = True) -> WriteOutcome:
-    """Merge into the current snapshot and write it conditionally; retry 412, back off on 429.
-
-    `mutate` changes a copy of the snapshot state and says whether anything changed (nothing
-    changed: nothing is written). `base` is a state read earlier: it is reused unless the object
-    has a newer generation now (a 304 instead of a download); with `verify_base=False` it is
-    used without asking (a 412 still catches a stale one). `bootstrap` builds the state when
-    there is no usable snapshot yet. `before_write` runs before every write attempt (it records
-    tombstones). `deadline` is a `time.monotonic()` value; past it, `Unavailable` is raised
-    (worth a retry).
-    """
-    from google.api_core import exceptions as gexc
-
-    from shared.times import format_timestamp, utc_now
-
-    outcome = WriteOutcome(SnapshotState(collection))
-    delay = BACKOFF_INITIAL_S
-    known, base = (base, None) if verify_base or base is None else (None, base)
-    while True:
-        if base is None:
-            base = _call_with_backoff(
-                lambda reuse=known: load_state(storage_client, bucket, collection,
-                                               timeout_s=timeout_s, known=reuse),
-                deadline, outcome, f"reading the snapshot of {collection}")
-            known = None
-            if base is None or not base.exists:
-                generation = base.generation if base is not None else 0
-                base = bootstrap() if bootstrap is not None else SnapshotState(collection)
-                base.generation = generation
-        state = base.copy()
-        changed = mutate(state)
-        if not changed and base.exists:
-            outcome.state = state
-            return outcome
-        if before_write is not None:
-            before_write(state)
-        generated_at = format_timestamp(utc_now())
-        body = state.body(generated_at)
-        try:
-            generation = _upload(storage_client, bucket, snapshot_path(collection), body,
-                                 timeout_s=_remaining(deadline, timeout_s),
-                                 if_generation_match=state.generation)
-        except gexc.PreconditionFailed:
-            outcome.conflicts += 1
-            if time.monotonic() > deadline:
-                raise Unavailable(f"the snapshot of {collection} kept changing while merging "
-                                  f"({outcome.conflicts} conflicts)") from None
-            log.info("snapshot of %s changed while merging (412): merging again", collection)
-            base = None
-            continue
-        except Exception as exc:  # classified just below: transient ones are retried
-            if not is_transient(exc):
-                raise
-            outcome.throttled += 1
-            delay = _sleep_or_give_up(delay, deadline, exc, f"writing the snapshot of "
-                                                            f"{collection}")
-            continue  # the same base again: the precondition still names its generation
-        state.generation = int(generation or 0)
-        state.generated_at = generated_at
-        state.exists = True
-        outcome.state, outcome.written = state, True
-        return outcome
-
-
-def _remaining(deadline: float, timeout_s: float) -> float:
-    return max(0.5, min(timeout_s, deadline - time.monotonic()))
-
-
-def _sleep_or_give_up(delay: float, deadline: float, exc: BaseException, what: str) -> float:
-    """Sleep `delay` (with jitter) before a retry, or raise `Unavailable` past the deadline."""
-    pause = delay * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not security
-    if time.monotonic() + pause > deadline:
-        raise Unavailable(f"{what} kept failing ({type(exc).__name__}: {str(exc)[:200]})")
-    log.warning("%s failed (%s): retrying in %.2f s", what, type(exc).__name__, pause)
-    time.sleep(pause)
-    return min(delay * 2, BACKOFF_MAX_S)
-
-
-def _call_with_backoff(call: Callable[[], Any], deadline: float, outcome: WriteOutcome,
-                       what: str) -> Any:
-    delay = BACKOFF_INITIAL_S
-    while True:
-        try:
-            return call()
-        except Exception as exc:  # classified just below: transient ones are retried
-            if not is_transient(exc):
-                raise
-            outcome.throttled += 1
-            delay = _sleep_or_give_up(delay, deadline, exc, what)
-
-
-# --- manifest ----------------------------------------------------------------------------------
-
-def load_manifest(storage_client: Any, bucket: str, *,
-                  timeout_s: float) -> tuple[dict[str, Any], int]:
-    """The manifest's `collections` map and its generation (0 when it does not exist)."""
-    found = _download(storage_client, bucket, MANIFEST_PATH, timeout_s=timeout_s)
-    if found is None:
-        return {}, 0
-    raw, generation = found
-    try:
-        collections = json.loads(raw).get("collections") or {}
-        if not isinstance(collections, dict):
-            raise ValueError("collections is not an object")
-    except (ValueError, AttributeError) as exc:
-        log.error("manifest is invalid (%s): writing a new one", exc)
-        return {}, generation
-    return collections, generation
-
-
-def update_manifest(storage_client: Any, bucket: str, entries: Mapping[str, ManifestEntry], *,
-                    timeout_s: float, deadline: float,
-                    known: tuple[dict[str, Any], int] | None = None) -> tuple[dict[str, Any], int]:
-    """Put the entries into the manifest unless it already holds a newer generation of the same
-    collection; conditional on the manifest's generation (412: read and merge again).
-
-    `known` is the manifest as last seen (`(collections, generation)`), used without reading it
-    again; returns the manifest as it is now.
-    """
-    from google.api_core import exceptions as gexc
-
-    from shared.http import dumps
-    from shared.times import format_timestamp, utc_now
-
-    outcome = WriteOutcome(SnapshotState(""))
-    delay = BACKOFF_INITIAL_S
-    loaded = known
-    while True:
-        if loaded is None:
-            loaded = _call_with_backoff(
-                lambda: load_manifest(storage_client, bucket, timeout_s=timeout_s), deadline,
-                outcome, "reading the manifest")
-        collections, generation = dict(loaded[0]), loaded[1]
-        changed = False
-        for collection, entry in entries.items():
-            current = collections.get(collection)
-            try:
-                newer = current is not None and int(current.get("generation", 0)) >= \
-                    entry.generation
-            except (TypeError, ValueError, AttributeError):
-                newer = False
-            if not newer:
-                collections[collection] = entry.to_json()
-                changed = True
-        if not changed:
-            return collections, generation
-        body = dumps({"generatedAt": format_timestamp(utc_now()),
-                      "collections": dict(sorted(collections.items()))})
-        try:
-            written = _upload(storage_client, bucket, MANIFEST_PATH, body,
-                              timeout_s=_remaining(deadline, timeout_s),
-                              if_generation_match=generation)
-        except gexc.PreconditionFailed:
-            loaded = None
-            continue
-        except Exception as exc:  # classified just below: transient ones are retried
-            if not is_transient(exc):
-                raise
-            delay = _sleep_or_give_up(delay, deadline, exc, "writing the manifest")
-            continue
-        return collections, int(written or 0)
-
-
-# --- full rebuild --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class RebuildReport:
@@ -376,90 +91,213 @@ class RebuildReport:
                 f"{self.reads} document reads)")
 
 
-def read_collection(db: Any, collection: str, *,
-                    timeout_s: float) -> tuple[dict[str, Change], int | None]:
-    """Every document of a collection (one read each) as a change to merge, by id, and the
-    read time in ns (None when the collection is empty).
+def _old_entries(storage_client: Any, bucket: str, index: SnapshotIndex | None, *,
+                 timeout_s: float) -> Iterator[tuple[str, SnapshotState]]:
+    """Every id of the current snapshot in id order, with its part's state (one part in
+    memory at a time); an unreadable part is skipped (the rebuild replaces it)."""
+    for ref in (index.parts if index is not None and index.exists else []):
+        try:
+            parsed = read_part(storage_client, bucket, index.collection, ref.name,
+                               timeout_s=timeout_s)
+        except ValueError as exc:
+            parsed = None
+            log.error("snapshot part %s is invalid (%s): rebuilt from Firestore", ref.name, exc)
+        if parsed is None:
+            continue
+        state = SnapshotState.from_snapshot(parsed)
+        for doc_id in sorted(set(state.items) | set(state.deleted)):
+            yield doc_id, state
 
-    The documents come as raw protobuf (`shared.firestore_wire`) and are encoded once, by the
-    encoder of the read API.
-    """
-    from shared.encoding import encode_document_pb
-    from shared.firestore_wire import run_query
 
-    changes: dict[str, Change] = {}
-    read_ns: int | None = None
-    for doc in run_query(db, db.collection(collection), timeout=timeout_s):
-        read_ns = read_ns or doc.read_time_ns
-        doc_id = doc.id
-        changes[doc_id] = Change(collection, doc_id, doc.update_time_ns,
-                                 encode_document_pb(doc_id, doc.document.fields))
-    return changes, read_ns
+@dataclass
+class _PartFiller:
+    """Collects the rebuilt entries in id order and writes a part each time one fills."""
+
+    db: Any
+    storage_client: Any
+    bucket: str
+    collection: str
+    timeout_s: float
+    retention_s: float
+    generated_at: str
+    prune_before_ns: int
+    state: SnapshotState = field(init=False)
+    lo: str = ""
+    size: int = 0
+    parts: list[PartRef] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)
+    attempts: Attempts = field(default_factory=Attempts)
+
+    def __post_init__(self) -> None:
+        self.state = SnapshotState(self.collection, exists=True)
+
+    def add(self, doc_id: str, old: SnapshotState | None, change: Change | None) -> None:
+        """One id: its old entry (if any), then Firestore's version of it (if any)."""
+        if not self.state.items and not self.state.deleted and self.parts:
+            self.lo = doc_id
+        state = self.state
+        if old is not None:
+            for source, target in ((old.items, state.items), (old.versions, state.versions),
+                                   (old.deleted, state.deleted), (old.recorded, state.recorded)):
+                if doc_id in source:
+                    target[doc_id] = source[doc_id]
+        if change is not None:
+            state.apply(change)
+        item = state.items.get(doc_id)
+        self.size += (len(dumps(item)) + ITEM_OVERHEAD_BYTES if item is not None else 0) + \
+            (TOMBSTONE_BYTES if doc_id in state.deleted else 0)
+        if self.size >= snapshot_parts.PART_MAX_BYTES // 2:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the part collected so far (record its new tombstones, prune old ones)."""
+        from shared.tombstones import record_tombstones
+
+        self.pruned.extend(self.state.prune(self.prune_before_ns))
+
+        def record(piece: SnapshotState) -> None:
+            pending = piece.unrecorded_tombstones()
+            if pending:
+                recorded = record_tombstones(self.db, self.collection, pending,
+                                             retention_s=self.retention_s,
+                                             timeout_s=self.timeout_s)
+                piece.mark_recorded([doc_id for doc_id, _ in pending],
+                                    recorded or time.time_ns())
+
+        if self.state.items or self.state.deleted or not self.parts:
+            self.parts += write_pieces(self.storage_client, self.bucket, self.collection,
+                                       [(self.lo, self.state)], self.generated_at,
+                                       timeout_s=self.timeout_s, attempts=self.attempts,
+                                       record=record)
+        self.state = SnapshotState(self.collection, exists=True)
+        self.size = 0
+
+
+def _late_changes(storage_client: Any, bucket: str, current: SnapshotIndex | None,
+                  seen: set[str], since_ns: int, *, timeout_s: float) -> list[Change]:
+    """What events published while the rebuild ran, from the parts written since it began (the
+    index's parts not in `seen`): documents with a version after `since_ns`, and deletions."""
+    late: list[Change] = []
+    for ref in (current.parts if current is not None and current.exists else []):
+        if ref.name in seen:
+            continue
+        try:
+            parsed = read_part(storage_client, bucket, current.collection, ref.name,
+                               timeout_s=timeout_s)
+        except ValueError:
+            parsed = None
+        if parsed is None:
+            continue
+        state = SnapshotState.from_snapshot(parsed)
+        late += [Change(current.collection, doc_id, version, state.items[doc_id])
+                 for doc_id, version in state.versions.items() if version > since_ns]
+        # Every tombstone, however old: a rebuild reads no deleted document, and without its
+        # tombstone a late, older event of it would bring it back (merged by version).
+        late += [Change(current.collection, doc_id, deleted_ns, None)
+                 for doc_id, deleted_ns in state.deleted.items()]
+    return late
 
 
 def rebuild_collection(db: Any, storage_client: Any, bucket: str, collection: str, *,
                        timeout_s: float,
                        retention_s: float = DEFAULT_TOMBSTONE_RETENTION_S,
-                       deadline_s: float = 120.0) -> RebuildReport:
-    """Read the whole collection once (N reads) and merge it into its snapshot (one write).
+                       deadline_s: float = 600.0) -> RebuildReport:
+    """Read the whole collection once (N reads, in pages) and merge it into its snapshot,
+    streamed (see the module's docstring). Nothing is written when nothing changed."""
+    from google.api_core import exceptions as gexc
 
-    The merge is by version, like an event's, so documents that changed after the read (already
-    published by the event path) are kept as they are; snapshot documents Firestore no longer
-    has are removed with a tombstone, unless they are newer than the read.
-    """
-    from shared.times import to_ns, utc_now
-    from shared.tombstones import delete_tombstones, record_tombstones
+    from shared.times import format_timestamp, utc_now
+    from shared.tombstones import delete_tombstones
 
-    started_ns = to_ns(utc_now())
+    started_ns = time.time_ns()
     deadline = time.monotonic() + deadline_s
-    fresh, read_ns = read_collection(db, collection, timeout_s=timeout_s)
-    read_ns = read_ns or started_ns
-    counts: dict[str, int] = {}
-    pruned: list[str] = []
-
-    def mutate(state: SnapshotState) -> bool:
-        counts.update(added=0, updated=0, removed=0, unchanged=0)
-        changed = False
-        for doc_id, change in fresh.items():
-            before = state.items.get(doc_id)
-            if state.apply(change):
-                changed = True
+    start = load_index(storage_client, bucket, collection, timeout_s=timeout_s)
+    filler = _PartFiller(db, storage_client, bucket, collection, timeout_s, retention_s,
+                         format_timestamp(utc_now()), started_ns - int(retention_s * 1e9))
+    counts = dict(added=0, updated=0, removed=0, unchanged=0)
+    reads = 0
+    fresh = read_range(db, collection, timeout_s=timeout_s)
+    old = _old_entries(storage_client, bucket, start, timeout_s=timeout_s)
+    new, was = next(fresh, None), next(old, None)
+    while new is not None or was is not None:
+        new_id = new[0].doc_id if new is not None else None
+        old_id = was[0] if was is not None else None
+        if was is not None and (new_id is None or old_id < new_id):
+            doc_id, state = was
+            version = state.versions.get(doc_id)
+            if doc_id in state.items and (version is None or version <= started_ns):
+                counts["removed"] += 1
+                filler.add(doc_id, state, Change(collection, doc_id,
+                                                 max(started_ns, (version or 0) + 1), None))
+            else:
+                filler.add(doc_id, state, None)
+            was = next(old, None)
+            continue
+        change = new[0]
+        reads += 1
+        before = None
+        if was is not None and old_id == new_id:
+            before = was[1].items.get(new_id)
+            if was[1].known_version(new_id) is not None and \
+                    was[1].known_version(new_id) >= change.version_ns:
+                counts["unchanged"] += 1
+            else:
                 counts["added" if before is None else
                        "updated" if before != change.item else "unchanged"] += 1
-            elif doc_id in state.items:
-                counts["unchanged"] += 1
-        for doc_id in [d for d in state.items if d not in fresh]:
-            version = state.versions.get(doc_id)
-            if version is not None and version > read_ns:
-                continue  # created after the read: the event path published it
-            state.apply(Change(collection, doc_id, max(read_ns, (version or 0) + 1), None))
-            counts["removed"] += 1
-            changed = True
-        pruned[:] = state.prune(read_ns - int(retention_s * 1e9))
-        return changed or bool(pruned)
-
-    def record(state: SnapshotState) -> None:
-        pending = state.unrecorded_tombstones()
-        if pending:
-            recorded = record_tombstones(db, collection, pending, retention_s=retention_s,
-                                         timeout_s=timeout_s)
-            state.mark_recorded([doc_id for doc_id, _ in pending], recorded or read_ns)
-
-    outcome = merge_and_write(storage_client, bucket, collection, mutate, timeout_s=timeout_s,
-                              deadline=deadline, before_write=record)
-    if pruned:
-        delete_tombstones(db, collection, pruned, timeout_s=timeout_s)
-    state = outcome.state
-    if outcome.written:
-        update_manifest(storage_client, bucket, {collection: manifest_entry(state)},
+            filler.add(new_id, was[1], change)
+            was = next(old, None)
+        else:
+            counts["added"] += 1
+            filler.add(new_id, None, change)
+        new = next(fresh, None)
+    filler.flush()
+    changed = (counts["added"] or counts["updated"] or counts["removed"] or filler.pruned
+               or start is None or not start.exists
+               or sum(ref.count for ref in filler.parts) != (start.count if start else 0))
+    seen = start.names() if start is not None else set()
+    written = False
+    index = start
+    while changed:
+        current = load_index(storage_client, bucket, collection, timeout_s=timeout_s)
+        late = _late_changes(storage_client, bucket, current, seen, started_ns,
+                             timeout_s=timeout_s)
+        generation = current.generation if current is not None else 0
+        ours = SnapshotIndex(collection, list(filler.parts), generation, exists=True)
+        rewrite = rewrite_parts(storage_client, bucket, ours, late, timeout_s=timeout_s,
+                                deadline=deadline, attempts=filler.attempts,
+                                cache=PartCache(), generated_at=filler.generated_at) \
+            if late else None
+        index = SnapshotIndex(collection, rewrite.parts if rewrite else ours.parts, generation,
+                              filler.generated_at)
+        try:
+            index.generation = write_index(storage_client, bucket, index, filler.generated_at,
+                                           timeout_s=timeout_s)
+        except gexc.PreconditionFailed:
+            if rewrite is not None:
+                delete_objects(storage_client, bucket, rewrite.written, timeout_s=timeout_s)
+            if time.monotonic() > deadline:
+                raise
+            continue
+        index.exists = written = True
+        stale = (seen | (current.names() if current is not None else set())) - index.names()
+        delete_objects(storage_client, bucket, sorted(stale | set(
+            rewrite.replaced if rewrite else [])), timeout_s=timeout_s)
+        break
+    if not written:
+        delete_objects(storage_client, bucket, [ref.name for ref in filler.parts],
+                       timeout_s=timeout_s)
+    if filler.pruned and written:
+        delete_tombstones(db, collection, filler.pruned, timeout_s=timeout_s)
+    if written:
+        update_manifest(storage_client, bucket, {collection: manifest_entry(index)},
                         timeout_s=timeout_s, deadline=deadline)
-    return RebuildReport(collection=collection, documents=len(state.items),
-                         added=counts.get("added", 0), updated=counts.get("updated", 0),
-                         removed=counts.get("removed", 0),
-                         unchanged=counts.get("unchanged", 0),
-                         tombstones_pruned=len(pruned), written=outcome.written,
-                         generation=state.generation, content_hash=state.content_hash(),
-                         reads=max(1, len(fresh)))
+    index = index or SnapshotIndex(collection)
+    return RebuildReport(collection=collection, documents=index.count, added=counts["added"],
+                         updated=counts["updated"], removed=counts["removed"],
+                         unchanged=counts["unchanged"],
+                         tombstones_pruned=len(filler.pruned) if written else 0,
+                         written=written, generation=index.generation,
+                         content_hash=index.content_hash(), reads=max(1, reads))
 
 
 def rebuild_snapshot(db: Any, storage_client: Any, bucket: str, collection: str, *,

@@ -20,6 +20,7 @@ class StorageProxy:
         self.upstream = urlsplit(upstream)
         self.lock = threading.Lock()
         self.log: list[tuple[float, str | None, dict, int]] = []  # uploads
+        self.sizes: list[tuple[float, str | None, int]] = []  # (time, name, body bytes)
         self.intercept: Callable[[dict], tuple[int, dict] | None] = lambda request: None
         proxy = self
 
@@ -46,6 +47,7 @@ class StorageProxy:
                     with proxy.lock:
                         proxy.log.append((time.monotonic(), upload_name(request),
                                           request["query"], status))
+                        proxy.sizes.append((time.monotonic(), upload_name(request), len(body)))
                 self.send_response(status)
                 for name, value in headers.items():
                     if name.lower() not in ("transfer-encoding", "content-length",
@@ -76,7 +78,7 @@ class StorageProxy:
         connection.close()
         return response.status, dict(response.getheaders()), data
 
-    def uploads(self, name: str = "snapshots/users.json") -> list[tuple[float, dict, int]]:
+    def uploads(self, name: str = "snapshots/users/index.json") -> list[tuple[float, dict, int]]:
         """(time, query, status) of the uploads of one object, in order."""
         with self.lock:
             return [(at, query, status) for at, name_, query, status in self.log
@@ -86,6 +88,13 @@ class StorageProxy:
         """How many uploads of `name` since `since` (monotonic) answered `status` (None: any)."""
         return sum(1 for at, _, code in self.uploads(name)
                    if at >= since and (status is None or code == status))
+
+    def bytes_since(self, since: float = 0.0, prefix: str = "") -> tuple[int, int]:
+        """(uploads, request body bytes) of the objects under `prefix` since `since`."""
+        with self.lock:
+            found = [size for at, name, size in self.sizes
+                     if at >= since and (name or "").startswith(prefix)]
+        return len(found), sum(found)
 
     def close(self):
         self.server.shutdown()

@@ -465,6 +465,58 @@ def test_the_real_main_py_deploys_every_entry_point_it_has():
         assert any("publish_snapshot" in note for note in script.notes)
 
 
+def test_the_catch_up_is_private_and_scheduled_with_its_own_identity():
+    done = dry_run(None, CATCHUP_SCHEDULE="*/10 * * * *")
+    assert done.returncode == 0, done.stderr
+    script = parse(done.stdout)
+    scheduler = f"dashboard-scheduler@{PROJECT}.iam.gserviceaccount.com"
+    url = f"https://{REGION}-{PROJECT}.cloudfunctions.net/catch-up-snapshots"
+    command = script.deploys()["catch-up-snapshots"]
+    assert one(command, "--entry-point") == "catch_up_snapshots"
+    assert "--no-allow-unauthenticated" in flags(command) and "--trigger-http" in flags(command)
+    assert "--allow-unauthenticated" not in flags(command)
+    invokers = [one(b, "--member") for b in script.find("gcloud", "functions",
+                                                        "add-invoker-policy-binding")
+                if b[3] == "catch-up-snapshots"]
+    assert invokers == [f"serviceAccount:{scheduler}"]
+    assert "dashboard-scheduler" in {c[4] for c in script.find("gcloud", "iam",
+                                                               "service-accounts", "create")}
+    (create,) = script.find("gcloud", "scheduler", "jobs", "create")
+    (update,) = script.find("gcloud", "scheduler", "jobs", "update")
+    for job in (create, update):
+        assert job[4:6] == ["http", "snapshot-catch-up"]
+        assert one(job, "--schedule") == "*/10 * * * *"
+        assert one(job, "--uri") == url and one(job, "--http-method") == "POST"
+        assert one(job, "--oidc-service-account-email") == scheduler
+        assert one(job, "--oidc-token-audience") == url
+        assert one(job, "--location") == REGION
+    assert script.unless[script.commands.index(create)][:5] == [
+        "gcloud", "scheduler", "jobs", "describe", "snapshot-catch-up"]
+    assert "cloudscheduler.googleapis.com" in script.find("gcloud", "services", "enable")[0]
+    env_file = script.files[".deploy/env-catchup.yaml"]
+    assert f'CATCHUP_INVOKER: "{scheduler}"' in env_file
+    assert f'CATCHUP_AUDIENCE: "{url}"' in env_file
+    assert dry_run(None, CATCHUP_SCHEDULE="every 5 minutes").returncode == 2
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("gcloud") is None, reason="gcloud is not installed here")
+def test_gcloud_itself_accepts_the_scheduler_commands(tmp_path):
+    """gcloud's own parser on the job's commands (an unknown flag or bad value exits 2)."""
+    script = parse(dry_run(None).stdout)
+    jobs = script.find("gcloud", "scheduler") + [
+        check for index, check in script.unless.items()
+        if script.commands[index][:2] == ["gcloud", "scheduler"]]
+    assert len(jobs) == 3
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "LANG": "C.UTF-8",
+           "CLOUDSDK_CONFIG": str(tmp_path / "gcloud-config"),
+           "CLOUDSDK_CORE_DISABLE_PROMPTS": "1", "CLOUDSDK_CORE_CHECK_GCE_METADATA": "false"}
+    for command in jobs:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode != 2 and "unrecognized arguments" not in done.stderr, command
+        assert "You do not currently have an active account selected" in done.stderr, command
+
+
 def test_a_collection_joins_the_deploy_with_its_entry_point(tmp_path, main_py):
     only_users = tmp_path / "users_only.py"
     jobs = ('@functions_framework.http\ndef jobs(request):\n'

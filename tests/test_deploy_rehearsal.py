@@ -45,10 +45,13 @@ SHELL = {"ALLOWED_ORIGINS": "https://dash.example.org", "CACHE_TTL_S": "30",
 CHANGED = {"DEPLOY_MIGRATE_MAX_INSTANCES": "3"}
 # The module's three deploys run in the first test's setup (about a minute; more when busy).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-FUNCTIONS = {"users", "jobs", "migrate", "publish-snapshot-users", "publish-snapshot-jobs"}
+FUNCTIONS = {"users", "jobs", "migrate", "publish-snapshot-users", "publish-snapshot-jobs",
+             "catch-up-snapshots"}
 SA = f"serviceAccount:dashboard-functions@{PROJECT}.iam.gserviceaccount.com"
 EVENTS_SA = f"serviceAccount:dashboard-events@{PROJECT}.iam.gserviceaccount.com"
 BUILD_SA = f"serviceAccount:dashboard-build@{PROJECT}.iam.gserviceaccount.com"
+SCHEDULER_SA = f"serviceAccount:dashboard-scheduler@{PROJECT}.iam.gserviceaccount.com"
+CATCH_UP_URL = f"https://{REGION}-{PROJECT}.cloudfunctions.net/catch-up-snapshots"
 # Never in an upload (the allow-list is application.UPLOADED; these are checked by name too).
 NEVER_UPLOADED = ("tests/", "bench/", ".venv/", "node_modules/", "deploy/", "dev/", "docs/",
                   "emulators/", "ops/", "data/", "web/", ".deploy/", ".git/")
@@ -151,11 +154,12 @@ def test_every_function_as_deployed(rehearsal):
     assert set(sent) == FUNCTIONS
     limits = {"users": ("512Mi", 60, 80, 10), "jobs": ("512Mi", 60, 80, 10),
               "migrate": ("1Gi", 3600, 1, 2), "publish-snapshot-users": ("512Mi", 120, 80, 3),
-              "publish-snapshot-jobs": ("512Mi", 120, 80, 3)}
+              "publish-snapshot-jobs": ("512Mi", 120, 80, 3),
+              "catch-up-snapshots": ("512Mi", 540, 1, 1)}
     for name, body in sent.items():
         build, service = body["buildConfig"], body["serviceConfig"]
-        entry = {"users": "users", "jobs": "jobs", "migrate": "migrate"}.get(
-            name, "publish_snapshot")
+        entry = {"users": "users", "jobs": "jobs", "migrate": "migrate",
+                 "catch-up-snapshots": "catch_up_snapshots"}.get(name, "publish_snapshot")
         assert build["runtime"] == "python312" and build["entryPoint"] == entry, name
         assert build["serviceAccount"] == (f"projects/{PROJECT}/serviceAccounts/"
                                            f"{BUILD_SA.split(':', 1)[1]}")
@@ -209,6 +213,9 @@ def test_who_may_invoke_what(rehearsal):
     for name in ("publish-snapshot-users", "publish-snapshot-jobs"):
         assert bindings(policies[f"projects/{PROJECT}/locations/{REGION}/services/{name}"]) == \
             {"roles/run.invoker": {EVENTS_SA}}, name
+    # The catch-up: only Cloud Scheduler's identity (and the function checks its token too).
+    assert bindings(policies[f"projects/{PROJECT}/locations/{REGION}/services/"
+                             "catch-up-snapshots"]) == {"roles/run.invoker": {SCHEDULER_SA}}
 
 
 def test_project_roles_are_exactly_those_the_docs_list(rehearsal):
@@ -219,7 +226,22 @@ def test_project_roles_are_exactly_those_the_docs_list(rehearsal):
     for role in granted:
         assert f"`{role}`" in docs, role
     accounts = {k for k in rehearsal.fake.state.resources if k.startswith("serviceAccounts/")}
-    assert accounts == {f"serviceAccounts/{m.split(':', 1)[1]}" for m in (SA, EVENTS_SA, BUILD_SA)}
+    assert accounts == {f"serviceAccounts/{m.split(':', 1)[1]}"
+                        for m in (SA, EVENTS_SA, BUILD_SA, SCHEDULER_SA)}
+
+
+def test_the_catch_up_is_scheduled_with_the_schedulers_identity(rehearsal):
+    job = stored(rehearsal, f"projects/{PROJECT}/locations/{REGION}/jobs/snapshot-catch-up")
+    assert job["schedule"] == "*/5 * * * *" and job["state"] == "ENABLED"
+    assert job["httpTarget"]["uri"] == CATCH_UP_URL
+    assert job["httpTarget"]["httpMethod"] == "POST"
+    assert job["httpTarget"]["oidcToken"] == {"serviceAccountEmail": SCHEDULER_SA.split(":")[1],
+                                              "audience": CATCH_UP_URL}
+    env = function(rehearsal, "catch-up-snapshots")["serviceConfig"]["environmentVariables"]
+    assert env["CATCHUP_INVOKER"] == SCHEDULER_SA.split(":")[1]
+    assert env["CATCHUP_AUDIENCE"] == CATCH_UP_URL
+    assert rehearsal.runs[0].calls("POST", r"/jobs$") and not rehearsal.runs[1].calls(
+        "POST", r"/jobs$"), "created once, then kept in line"
 
 
 def test_the_bucket_is_private_uniform_with_a_lifecycle_for_reports(rehearsal):
@@ -351,7 +373,8 @@ def test_the_uploaded_source_runs_every_deployed_entry_point(rehearsal, emulator
                     "GOOGLE_CLOUD_PROJECT": project, "SNAPSHOT_BUCKET": bucket}
         servers = {}
         try:
-            for name in ("users", "jobs", "migrate", "publish-snapshot-users"):
+            for name in ("users", "jobs", "migrate", "publish-snapshot-users",
+                         "catch-up-snapshots"):
                 body = deployed[name]
                 kind = "cloudevent" if body.get("eventTrigger") else "http"
                 env = {**body["serviceConfig"]["environmentVariables"], **emulated}
@@ -376,7 +399,10 @@ def test_the_uploaded_source_runs_every_deployed_entry_point(rehearsal, emulator
             assert dry.json()["run"]["dryRun"] is True
             event = post_event(servers["publish-snapshot-users"].url)
             assert event.status_code == 200, event.text
-            assert client.bucket(bucket).get_blob("snapshots/users.json") is not None
+            assert client.bucket(bucket).get_blob("snapshots/users/index.json") is not None
+            # Without Cloud Scheduler's OIDC token, the catch-up refuses the call itself.
+            refused = requests.post(servers["catch-up-snapshots"].url, timeout=30)
+            assert refused.status_code == 401, refused.text
         finally:
             for server in servers.values():
                 server.stop()

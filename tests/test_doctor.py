@@ -129,7 +129,7 @@ def test_missing_bucket_fails(healthy, monkeypatch):
 
 
 def test_missing_snapshot_fails(healthy, bucket):
-    bucket.blob("snapshots/jobs.json").delete()
+    bucket.blob("snapshots/jobs/index.json").delete()
     checks = run_doctor()
     assert checks["snapshot jobs"].status == "FAIL"
     assert "no snapshot of jobs yet" in checks["snapshot jobs"].detail
@@ -159,7 +159,7 @@ def test_deleted_document_makes_the_snapshot_stale_by_count(healthy, firestore_c
 
 
 def test_invalid_snapshot_fails(healthy, bucket):
-    bucket.blob("snapshots/users.json").upload_from_string(b"{not json",
+    bucket.blob("snapshots/users/index.json").upload_from_string(b"{not json",
                                                            content_type="application/json")
     checks = run_doctor()
     assert checks["snapshot users"].status == "FAIL"

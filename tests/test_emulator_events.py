@@ -184,4 +184,4 @@ def test_the_stack_server_takes_deliveries_on_its_one_port(emulators, emulator_e
 
 
 def _has_snapshot(bucket) -> bool:
-    return bucket.get_blob("snapshots/users.json") is not None
+    return bucket.get_blob("snapshots/users/index.json") is not None

@@ -55,7 +55,7 @@ def test_created_updated_deleted_events_keep_the_snapshot_equal_to_firestore(
 def test_snapshot_object_headers_and_manifest(function_client, firestore_client, bucket):
     writer = Writer(firestore_client)
     post_event(function_client, *writer.set_request("u_1", user(1)))
-    blob = bucket.get_blob("snapshots/users.json")
+    blob = bucket.get_blob("snapshots/users/index.json")
     # The emulator keeps only the media type of the upload (it drops `; charset=utf-8`, which
     # Cloud Storage keeps); test_publish_storage.py checks the exact header we send.
     assert blob.content_type.split(";")[0] == "application/json"
@@ -80,10 +80,10 @@ def test_duplicates_change_nothing(function_client, firestore_client, bucket):
     writer = Writer(firestore_client)
     request = writer.set_request("u_1", user(1))
     post_event(function_client, *request)
-    generation = bucket.get_blob("snapshots/users.json").generation
+    generation = bucket.get_blob("snapshots/users/index.json").generation
     for _ in range(3):
         assert post_event(function_client, *request).status_code == 200
-    assert bucket.get_blob("snapshots/users.json").generation == generation
+    assert bucket.get_blob("snapshots/users/index.json").generation == generation
 
 
 def test_saved_samples_through_the_function(function_client, firestore_client, bucket):
@@ -114,7 +114,7 @@ def test_unconfigured_collection_is_ignored_with_a_log_line_not_retried(
         response = post_event(function_client, headers, body)
     assert response.status_code == 200, "a non-2xx answer would make Eventarc retry it"
     assert "collection 'clients' is not configured" in caplog.text
-    assert bucket.get_blob("snapshots/clients.json") is None
+    assert bucket.get_blob("snapshots/clients/index.json") is None
     assert reads.count() == 0
 
 
@@ -137,7 +137,7 @@ def test_events_older_than_max_event_age_are_dropped_with_a_log_line(function_cl
     with caplog.at_level(logging.ERROR, logger="dashboard.publish"):
         assert post_event(function_client, headers, body).status_code == 200
     assert "MAX_EVENT_AGE_S" in caplog.text
-    assert bucket.get_blob("snapshots/users.json") is None
+    assert bucket.get_blob("snapshots/users/index.json") is None
 
 
 def test_undecodable_events_are_acknowledged_with_a_log_line(function_client, caplog):
@@ -193,7 +193,7 @@ def test_a_missing_snapshot_is_built_from_firestore_first(make_publisher, firest
 def test_a_corrupt_snapshot_is_rebuilt_not_merged_into(make_publisher, firestore_client, bucket):
     writer = Writer(firestore_client)
     writer.set("u_1", user(1))
-    bucket.blob("snapshots/users.json").upload_from_string(b"{broken",
+    bucket.blob("snapshots/users/index.json").upload_from_string(b"{broken",
                                                            content_type="application/json")
     make_publisher().publish(writer.set("u_2", user(2)))
     assert snapshot_body(bucket)["items"] == firestore_items(firestore_client)

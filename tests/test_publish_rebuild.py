@@ -60,12 +60,12 @@ def test_a_rebuild_reads_each_document_once_and_writes_once(firestore_client, st
                                 timeout_s=30)
     assert reads.count() == 50 == report.reads
     assert report.written and report.added == 50 and report.documents == 50
-    generation = bucket.get_blob("snapshots/users.json").generation
+    generation = bucket.get_blob("snapshots/users/index.json").generation
     assert report.generation == generation
     again = rebuild_collection(firestore_client, storage_client, bucket.name, "users",
                                timeout_s=30)
     assert not again.written and again.unchanged == 50
-    assert bucket.get_blob("snapshots/users.json").generation == generation
+    assert bucket.get_blob("snapshots/users/index.json").generation == generation
 
 
 def test_a_rebuild_keeps_what_events_published_after_its_read(firestore_client, storage_client,

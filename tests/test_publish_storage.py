@@ -34,7 +34,7 @@ CONDITION_NOT_MET = {"error": {"code": 412, "message": "At least one of the pre-
                                            "message": "Precondition Failed"}]}}
 
 
-def is_upload(request: dict, name: str = "snapshots/users.json") -> bool:
+def is_upload(request: dict, name: str = "snapshots/users/index.json") -> bool:
     return request["method"] == "POST" and upload_name(request) == name
 
 
@@ -69,16 +69,19 @@ def test_every_upload_is_conditional_and_carries_its_headers(make_publisher, pro
     writer = Writer(firestore_client)
     publisher = make_publisher(storage=proxied_storage)
     publisher.publish(writer.set("u_1", user(1)))
-    first_generation = bucket.get_blob("snapshots/users.json").generation
+    first_generation = bucket.get_blob("snapshots/users/index.json").generation
     publisher.publish(writer.set("u_2", user(2)))
     names = [upload_name(request) for request in seen]
-    assert names.count("snapshots/users.json") == 2 and "snapshots/manifest.json" in names
+    assert names.count("snapshots/users/index.json") == 2 and "snapshots/manifest.json" in names
     for request in seen:
         assert "ifGenerationMatch" in request["query"], request["query"]
-        assert upload_media_type(request) == "application/json; charset=utf-8"
+        # Parts are stored gzipped when that pays (their name says so); the rest is JSON.
+        assert upload_media_type(request) == ("application/gzip"
+                                              if upload_name(request).endswith(".gz")
+                                              else "application/json; charset=utf-8")
         assert upload_metadata(request)["cacheControl"] == "private, max-age=0, no-cache"
     first, second = (int(r["query"]["ifGenerationMatch"][0]) for r in seen
-                     if upload_name(r) == "snapshots/users.json")
+                     if upload_name(r) == "snapshots/users/index.json")
     assert first == 0, "the first snapshot is create-only"
     assert second == first_generation, "the next write is conditional on the one it merged"
 

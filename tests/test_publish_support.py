@@ -109,8 +109,12 @@ def user(i: int, **changes: Any) -> dict[str, Any]:
 
 
 def snapshot_body(bucket: Any, collection: str = "users") -> dict[str, Any]:
-    """The parsed snapshot object, read straight from the emulator."""
-    return json.loads(bucket.blob(f"snapshots/{collection}.json").download_as_bytes())
+    """The whole snapshot (its index and every part, read through the loader) as the parsed
+    single-file view: the shape the one snapshot object had before parts."""
+    from shared.snapshot_reader import load_view, single_file_body
+
+    return json.loads(single_file_body(load_view(bucket.client, bucket.name, collection,
+                                                 timeout_s=10)))
 
 
 def manifest(bucket: Any) -> dict[str, Any]:

@@ -97,7 +97,7 @@ def test_a_snapshot_is_parsed_once_per_generation(firestore_client, storage_clie
 def test_an_outage_without_cache_revalidates_instead_of_parsing(make_context, firestore_client,
                                                                 storage_client, bucket,
                                                                 project_id, monkeypatch):
-    from shared import snapshots
+    from shared import snapshot_reader as snapshots  # where parts are parsed
 
     seed_users(firestore_client, 30)
     publish(firestore_client, storage_client, bucket.name)

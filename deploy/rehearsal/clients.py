@@ -22,7 +22,7 @@ FIREBASE = ROOT / "node_modules" / ".bin" / "firebase"
 # gcloud's API names (CLOUDSDK_API_ENDPOINT_OVERRIDES_<NAME>) of every API the deploy reaches.
 GCLOUD_APIS = ("CLOUDFUNCTIONS", "RUN", "SERVICEUSAGE", "CLOUDRESOURCEMANAGER", "FIRESTORE",
                "IAM", "STORAGE", "CLOUDBUILD", "ARTIFACTREGISTRY", "EVENTARC", "PUBSUB",
-               "LOGGING", "CLOUDBILLING", "IAMCREDENTIALS", "FIREBASERULES")
+               "LOGGING", "CLOUDBILLING", "IAMCREDENTIALS", "FIREBASERULES", "CLOUDSCHEDULER")
 # firebase-tools' origins (its lib/api.js) of what `firebase deploy` reaches: service host.
 FIREBASE_ORIGINS = {
     "FIREBASE_TOKEN_URL": "www", "FIREBASE_GOOGLE_URL": "www", "FIRESTORE_URL": "firestore",

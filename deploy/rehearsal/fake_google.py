@@ -2,9 +2,9 @@
 
 This is a fake only of Google's servers (Service Usage, Resource Manager, IAM, Firestore
 admin, Cloud Storage JSON, Cloud Functions v2, Cloud Run IAM, Firebase Rules, Firebase
-management, OAuth token): Google's APIs cannot run here. The clients are real: gcloud and the
-firebase CLI send it what they would send Google (`deploy/rehearsal/clients.py` points them
-here; `fake_http.py` is its HTTP side).
+management, OAuth token, Cloud Scheduler in `fake_scheduler.py`): Google's APIs cannot run
+here. The clients are real: gcloud and the firebase CLI send it what they would send Google
+(`deploy/rehearsal/clients.py` points them here; `fake_http.py` is its HTTP side).
 
 It keeps what they create (a second deploy sees the first's functions, bucket, accounts,
 policies and rules releases), answers long-running operations as done, keeps every zip gcloud
@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from typing import Any
 
-from deploy.rehearsal.fake_http import Recorded, error_body, make_handler
+from deploy.rehearsal.fake_http import Recorded, error_body, get_path, make_handler, set_path
+from deploy.rehearsal.fake_scheduler import scheduler_routes
 
 OPERATION_TYPE = "type.googleapis.com/google.cloud.functions.v2.OperationMetadata"
 FUNCTION_STATE_ACTIVE = "ACTIVE"
@@ -168,6 +169,8 @@ class FakeGoogle:
             (project + r"/releases/(?P<release>.+)", "PATCH", self.update_release),
             # Firebase management
             (r"/v1beta1/projects/(?P<project>[^/]+)", "GET", self.firebase_project),
+            # Cloud Scheduler (fake_scheduler.py)
+            *scheduler_routes(self),
         ]
 
     # --- state helpers -------------------------------------------------------------------------
@@ -386,7 +389,7 @@ class FakeGoogle:
         mask = query.get("updateMask", [""])[0]
         for path in filter(None, mask.split(",")):
             path = re.sub(r"_([a-z])", lambda m: m.group(1).upper(), path)  # JSON names
-            _set_path(updated, path, _get_path(body, path))
+            set_path(updated, path, get_path(body, path))
         resource = self._put(name, _function(updated, name, project, region))
         return 200, self._done(f"projects/{project}/locations/{region}/operations/{_new_id()}",
                                _clone(resource), functions=True)
@@ -460,24 +463,6 @@ def _merge(base: dict, patch: dict) -> dict:
     return merged
 
 
-def _get_path(data: Any, path: str) -> Any:
-    for key in path.split("."):
-        if not isinstance(data, dict) or key not in data:
-            return None
-        data = data[key]
-    return _clone(data)
-
-
-def _set_path(data: dict, path: str, value: Any) -> None:
-    keys = path.split(".")
-    for key in keys[:-1]:
-        data = data.setdefault(key, {})
-    if value is None:
-        data.pop(keys[-1], None)
-    else:
-        data[keys[-1]] = value
-
-
 def _function(body: dict, name: str, project: str, region: str) -> dict:
     function_id = name.rsplit("/", 1)[1]
     resource = {**_clone(body), "name": name, "state": FUNCTION_STATE_ACTIVE,
@@ -487,7 +472,6 @@ def _function(body: dict, name: str, project: str, region: str) -> dict:
     service["service"] = f"projects/{project}/locations/{region}/services/{function_id}"
     service["uri"] = f"https://{function_id}-rehearsal-{region}.a.run.app"
     return resource
-
 
 
 def _now() -> str:

@@ -8,6 +8,7 @@ listed in `fake.refused`, which fails the rehearsal.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
@@ -117,3 +118,22 @@ def make_handler(fake: Fake) -> type[BaseHTTPRequestHandler]:
 
     return Handler
 
+
+def get_path(data: Any, path: str) -> Any:
+    """The value at a dotted field path of a request body (a copy), or None."""
+    for key in path.split("."):
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return copy.deepcopy(data)
+
+
+def set_path(data: dict, path: str, value: Any) -> None:
+    """Set (or, with None, remove) the value at a dotted field path (an `updateMask` entry)."""
+    keys = path.split(".")
+    for key in keys[:-1]:
+        data = data.setdefault(key, {})
+    if value is None:
+        data.pop(keys[-1], None)
+    else:
+        data[keys[-1]] = value

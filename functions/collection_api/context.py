@@ -10,7 +10,7 @@ from typing import Any
 from functions.collection_api.breaker import CircuitBreaker
 from functions.collection_api.cache import CachedResponse, TTLCache, WriteFence
 from shared.settings import Settings
-from shared.snapshot_format import Snapshot
+from shared.snapshot_reader import SnapshotView
 
 
 @dataclass
@@ -23,14 +23,15 @@ class ApiContext:
     db: Callable[[], Any]
     storage: Callable[[], Any]
     cache: TTLCache[CachedResponse]
-    snapshots: TTLCache[Snapshot]
+    snapshots: TTLCache[SnapshotView]
     tombstones: TTLCache[tuple[Any, Any]]
     breaker: CircuitBreaker
     executor: concurrent.futures.ThreadPoolExecutor
     # This instance's writes in flight, per collection (write.py): see WriteFence.
     fence: WriteFence = field(default_factory=WriteFence)
-    # The last parsed snapshot of each collection: reused while its object keeps its generation.
-    parsed: dict[str, Snapshot] = field(default_factory=dict)
+    # The last snapshot view of each collection: reused while its index keeps its generation;
+    # its parsed parts carry over to the next generation.
+    parsed: dict[str, SnapshotView] = field(default_factory=dict)
 
     @classmethod
     def create(cls, settings: Settings, *, db: Callable[[], Any],

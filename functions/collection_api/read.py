@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from functions.collection_api.cache import CachedResponse
 from functions.collection_api.query import (
+    Page,
     ReadQuery,
     is_descending_key_scan,
     make_page_token,
@@ -41,8 +42,7 @@ from shared.encoding import document_json_pb, encode_document_pb
 from shared.errors import AppError, Unavailable
 from shared.firestore_wire import WireDocument, document_id, get_document, run_query
 from shared.schema import load_schema
-from shared.snapshot_format import Snapshot
-from shared.snapshots import load_snapshot
+from shared.snapshot_reader import SnapshotView, load_view
 from shared.times import format_ns, to_ns, utc_now
 from shared.tombstones import deleted_since, latest_tombstone
 
@@ -71,11 +71,16 @@ def compute_list(context: ApiContext, query: ReadQuery) -> tuple[CachedResponse,
             as_of = min(as_of, checked_until)
         return page, format_ns(as_of), deleted
 
-    def from_snapshot(snapshot: Snapshot) -> tuple[ListedPage, str, list[str]]:
-        deleted = snapshot.deleted_since(query.updated_since) if polls_deletions else []
-        page = run_on_items(snapshot.items, query, load_schema(query.collection), snapshot.memo)
+    def from_snapshot(view: SnapshotView) -> tuple[ListedPage, str, list[str]]:
+        schema = load_schema(query.collection)
+        if _reads_in_id_order(query):
+            page, deleted = _id_ordered_page(view, query, schema), []
+        else:
+            snapshot = view.whole()
+            deleted = snapshot.deleted_since(query.updated_since) if polls_deletions else []
+            page = run_on_items(snapshot.items, query, schema, snapshot.memo)
         return (ListedPage(http.dumps(page.items), len(page.items), page.next_page_token),
-                snapshot.generated_at, deleted)
+                view.generated_at, deleted)
 
     started = to_ns(utc_now())
     (page, as_of, deleted), source = _firestore_or_snapshot(context, query.collection,
@@ -84,6 +89,24 @@ def compute_list(context: ApiContext, query: ReadQuery) -> tuple[CachedResponse,
     tail = http.dumps({"source": source, "asOf": as_of})
     body = head[:-1] + b"," + tail[1:]
     return CachedResponse(200, body, http.weak_etag(head), source, page.count), None
+
+
+def _reads_in_id_order(query: ReadQuery) -> bool:
+    """A page in ascending id order without filters needs only the parts from its cursor on."""
+    return (query.order_field is None and not query.descending and not query.all_filters())
+
+
+def _id_ordered_page(view: SnapshotView, query: ReadQuery, schema: Any) -> Page:
+    """The page from the parts that hold it: from the cursor's part until `limit + 1` items."""
+    first = view.index.locate(query.cursor.doc_id) if query.cursor is not None else 0
+    items: list[dict[str, Any]] = []
+    page = run_on_items(items, query, schema)
+    for position in range(max(0, first), len(view.index.parts)):
+        items.extend(view.part(position).items)
+        page = run_on_items(items, query, schema)
+        if page.next_page_token is not None:
+            break
+    return page
 
 
 @dataclass(frozen=True)
@@ -183,8 +206,8 @@ def compute_get(context: ApiContext, collection: str, doc_id: str,
                                 **firestore_deadline(context.settings))
         return document_json_pb(doc_id, found.fields).encode() if found is not None else None
 
-    def from_snapshot(snapshot: Snapshot) -> bytes | None:
-        found = snapshot.item(doc_id)
+    def from_snapshot(view: SnapshotView) -> bytes | None:
+        found = view.item(doc_id)
         # Fields by name, as Firestore's answer to a masked get is written: the same bytes and
         # ETag from both sources.
         return (http.dumps(project(found, tuple(sorted(fields)) if fields else None))
@@ -200,7 +223,7 @@ def compute_get(context: ApiContext, collection: str, doc_id: str,
 
 def _firestore_or_snapshot(context: ApiContext, collection: str,
                            from_firestore: Callable[[], Any],
-                           from_snapshot: Callable[[Snapshot], Any]) -> tuple[Any, str]:
+                           from_snapshot: Callable[[SnapshotView], Any]) -> tuple[Any, str]:
     settings = context.settings
     if context.breaker.allow():
         future = context.executor.submit(from_firestore)
@@ -222,20 +245,20 @@ def _firestore_or_snapshot(context: ApiContext, collection: str,
             context.breaker.record_success()
             return result, "firestore"
 
-    def load() -> tuple[Snapshot, None]:
-        snapshot = load_snapshot(context.storage(), settings.snapshot_bucket, collection,
-                                 timeout_s=settings.storage_timeout_s,
-                                 known=context.parsed.get(collection))
-        context.parsed[collection] = snapshot
-        return snapshot, None
+    def load() -> tuple[SnapshotView, None]:
+        view = load_view(context.storage(), settings.snapshot_bucket, collection,
+                         timeout_s=settings.storage_timeout_s,
+                         known=context.parsed.get(collection))
+        context.parsed[collection] = view
+        return view, None
 
     try:
-        snapshot = context.snapshots.get_or_compute(collection, load)
+        view = context.snapshots.get_or_compute(collection, load)
+        return from_snapshot(view), "snapshot"
     except Unavailable as exc:
         log.error("both Firestore and the snapshot failed for %s: %s", collection, exc.message)
         raise Unavailable("the data is temporarily unavailable; retry shortly",
                           retry_after_s=max(1, round(settings.breaker_cooldown_s))) from None
-    return from_snapshot(snapshot), "snapshot"
 
 
 def _is_query_problem(exc: BaseException) -> bool:

@@ -244,10 +244,10 @@ def check_bucket_access(settings: Settings, bucket: Any) -> Check:
     public = sorted({f"{member} has {binding['role']}" for binding in policy.bindings
                      for member in binding.get("members", ()) if member in PUBLIC_MEMBERS})
     if not uniform:
-        from shared.snapshot_format import snapshot_path
+        from shared.snapshot_parts import index_path
 
         acls = [bucket.acl, bucket.default_object_acl]
-        acls += [bucket.blob(snapshot_path(c)).acl for c in settings.collections]
+        acls += [bucket.blob(index_path(c)).acl for c in settings.collections]
         for acl in acls:
             try:
                 acl.reload(timeout=timeout)
@@ -270,12 +270,12 @@ def check_bucket_access(settings: Settings, bucket: Any) -> Check:
 def check_snapshot(settings: Settings, storage_client: Any, collection: str,
                    now: dt.datetime) -> tuple[Any | None, Check]:
     """The collection's snapshot exists and parses; reports its age and document count."""
-    from shared.snapshot_format import snapshot_path
+    from shared.snapshot_parts import index_path
     from shared.snapshots import load_snapshot
     from shared.times import parse_timestamp
 
     name = f"snapshot {collection}"
-    where = f"gs://{settings.snapshot_bucket}/{snapshot_path(collection)}"
+    where = f"gs://{settings.snapshot_bucket}/{index_path(collection)}"
     try:
         snapshot = load_snapshot(storage_client, settings.snapshot_bucket, collection,
                                  timeout_s=settings.storage_timeout_s)

@@ -1,4 +1,5 @@
-"""The snapshot publisher: keeps `gs://$SNAPSHOT_BUCKET/snapshots/<collection>.json` current.
+"""The snapshot publisher: keeps each collection's snapshot (`snapshots/<collection>/`, an index
+plus bounded parts: `shared.snapshot_merge`) current.
 
 `publish_snapshot` (main.py) receives Eventarc's Firestore `document.v1.written` events of every
 configured collection; `python -m ops rebuild [--collection C]` rebuilds snapshots from
@@ -51,10 +52,10 @@ Coalescing, and where its state lives
     Pending entries are written and read only while leaders contend.
 
 Never an older snapshot over a newer one
-    Every write is conditional on the generation that was read (`if_generation_match`); on
-    HTTP 412 the merge runs again on the newer object. 429 and 5xx are retried with backoff
-    within `PUBLISH_WAIT_S`; past it the event fails and is redelivered. A snapshot that is
-    missing or unreadable is rebuilt from Firestore once (N reads) before the merge.
+    A change rewrites its part (a new object) and then the index, conditional on the generation
+    that was read; on HTTP 412 the merge runs again on the newer index. 429 and 5xx are retried
+    with backoff within `PUBLISH_WAIT_S`; past it the event fails and is redelivered. A missing
+    snapshot is built from Firestore once (streamed); a damaged part, from its id range.
 """
 
 from __future__ import annotations
@@ -74,8 +75,10 @@ from functions.publish.events import DocumentChange
 from shared.encoding import encode_document
 from shared.errors import Unavailable
 from shared.settings import Settings
-from shared.snapshot_format import Change, ManifestEntry, SnapshotState, manifest_entry
-from shared.snapshots import merge_and_write, read_collection, update_manifest
+from shared.snapshot_format import Change, ManifestEntry, SnapshotState
+from shared.snapshot_merge import PartCache, manifest_entry, merge_changes, range_state
+from shared.snapshot_parts import SnapshotIndex
+from shared.snapshots import rebuild_collection, update_manifest
 
 log = logging.getLogger("dashboard.publish")
 
@@ -134,6 +137,8 @@ class FlushStats:
 
     flushes: int = 0
     snapshot_writes: int = 0
+    parts_written: int = 0
+    bytes_written: int = 0
     conflicts: int = 0
     throttled: int = 0
     persisted: int = 0
@@ -152,7 +157,10 @@ class Publisher:
         self.instance_id = instance_id or uuid.uuid4().hex[:12]
         self._lock = threading.Lock()
         self._open: _Batch | None = None
-        self._states: dict[str, SnapshotState] = {}
+        # The index of each collection as last written or read, and a bounded cache of parsed
+        # parts: memory does not grow with the collection.
+        self._indexes: dict[str, SnapshotIndex] = {}
+        self._parts = PartCache()
         self._manifest: tuple[dict[str, Any], int] | None = None
         self._next_slot_at = 0.0
         # (collection, id) -> update time (ns) of the version a deletion event removed: tells
@@ -194,7 +202,9 @@ class Publisher:
                     event.old_update_time_ns
                 while len(self._removed_versions) > REMOVED_VERSIONS_KEPT:
                     self._removed_versions.pop(next(iter(self._removed_versions)))
-            known = self._states.get(change.collection)
+            index = self._indexes.get(change.collection)  # its part, if cached, knows
+            position = index.locate(change.doc_id) if index is not None else -1
+            known = self._parts.get(index.parts[position].name) if position >= 0 else None
             if known is not None and (known.known_version(change.doc_id) or -1) >= \
                     change.version_ns:
                 log.info("event %s for %s (%s) is already published", event.event_id,
@@ -380,10 +390,10 @@ class Publisher:
                 by_collection.setdefault(change.collection, []).append(change)
         manifest: dict[str, ManifestEntry] = {}
         for collection, group in sorted(by_collection.items()):
-            state = self._merge(collection, group, deadline, trusted=trusted)
+            index = self._merge(collection, group, deadline, trusted=trusted)
             listed = (self._manifest or ({}, 0))[0].get(collection) or {}
-            if state.exists and listed.get("generation") != str(state.generation):
-                manifest[collection] = manifest_entry(state)
+            if index.exists and listed.get("generation") != str(index.generation):
+                manifest[collection] = manifest_entry(index)
         if manifest:
             self._manifest = update_manifest(
                 self._storage(), settings.snapshot_bucket, manifest,
@@ -394,18 +404,9 @@ class Publisher:
         self.stats.flushes += 1
 
     def _merge(self, collection: str, group: list[Change], deadline: float, *,
-               trusted: bool) -> SnapshotState:
+               trusted: bool) -> SnapshotIndex:
         settings = self.settings
-        pruned: list[str] = []
-
-        def mutate(state: SnapshotState) -> bool:
-            changed = False
-            for change in group:
-                changed = state.apply(change) or changed
-            if changed:
-                pruned[:] = state.prune(time.time_ns()
-                                        - int(settings.tombstone_retention_s * 1e9))
-            return changed
+        removed_versions = self._removed_versions
 
         def record(state: SnapshotState) -> None:
             from shared.tombstones import record_tombstones
@@ -413,9 +414,9 @@ class Publisher:
             pending = state.unrecorded_tombstones()
             if pending:
                 with self._lock:
-                    removed = {doc_id: self._removed_versions[(collection, doc_id)]
+                    removed = {doc_id: removed_versions[(collection, doc_id)]
                                for doc_id, _ in pending
-                               if (collection, doc_id) in self._removed_versions}
+                               if (collection, doc_id) in removed_versions}
                 recorded = record_tombstones(
                     self._db(), collection, pending,
                     retention_s=settings.tombstone_retention_s,
@@ -424,33 +425,36 @@ class Publisher:
                                     recorded or time.time_ns())
 
         with self._lock:
-            base = self._states.get(collection)
-        outcome = merge_and_write(
-            self._storage(), settings.snapshot_bucket, collection, mutate,
-            timeout_s=settings.storage_timeout_s, deadline=deadline, base=base,
-            bootstrap=lambda: self._bootstrap(collection), before_write=record,
-            verify_base=not trusted)
+            known = self._indexes.get(collection)
+        outcome = merge_changes(
+            self._storage(), settings.snapshot_bucket, collection, group,
+            timeout_s=settings.storage_timeout_s, deadline=deadline, known=known,
+            verify_known=not trusted, cache=self._parts,
+            bootstrap=lambda: self._bootstrap(collection),
+            repair=lambda lo, hi: range_state(self._db(), collection, lo, hi,
+                                              timeout_s=max(settings.storage_timeout_s, 30.0)),
+            record=record,
+            prune_before_ns=time.time_ns() - int(settings.tombstone_retention_s * 1e9))
         with self._lock:
-            self._states[collection] = outcome.state
+            self._indexes[collection] = outcome.index
             self.stats.conflicts += outcome.conflicts
             self.stats.throttled += outcome.throttled
             self.stats.snapshot_writes += int(outcome.written)
-        if pruned and outcome.written:
+            self.stats.parts_written += outcome.parts_written
+            self.stats.bytes_written += outcome.bytes_written
+        if outcome.pruned:
             from shared.tombstones import delete_tombstones
 
-            delete_tombstones(self._db(), collection, pruned,
+            delete_tombstones(self._db(), collection, outcome.pruned,
                               timeout_s=max(settings.firestore_timeout_s, 5.0))
-        return outcome.state
+        return outcome.index
 
-    def _bootstrap(self, collection: str) -> SnapshotState:
-        """No usable snapshot yet: start from the whole collection (N reads, once)."""
+    def _bootstrap(self, collection: str) -> None:
+        """No usable snapshot yet: build it from Firestore first (N reads, once, streamed)."""
         log.warning("no usable snapshot of %s: building it from Firestore first", collection)
-        state = SnapshotState(collection)
-        changes, _ = read_collection(self._db(), collection,
-                                     timeout_s=max(self.settings.storage_timeout_s, 30.0))
-        for change in changes.values():
-            state.apply(change)
-        return state
+        rebuild_collection(self._db(), self._storage(), self.settings.snapshot_bucket,
+                           collection, timeout_s=max(self.settings.storage_timeout_s, 30.0),
+                           retention_s=self.settings.tombstone_retention_s)
 
     def _scan_pending(self, scan_up_to: int) -> tuple[list[Any], list[Change]]:
         from google.cloud.firestore_v1.base_query import FieldFilter
