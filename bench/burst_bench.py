@@ -196,7 +196,9 @@ def _seconds(value: float | None, timeout: float) -> str:
 def _report(args, floor: dict, results: list[dict], default: int) -> None:
     print(f"\nburst of {args.burst} new documents written through Firestore in batches of "
           f"{args.batch}; Google's emulator delivers its own events; PUBLISH_INTERVAL_S=1")
-    print("(times after the burst's last commit)")
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"(times after the burst's last commit; load average at the end: {load} on "
+          f"{os.cpu_count()} CPUs)")
     print(f"{'event host':<34}{'burst written':>14}{'all delivered':>15}"
           f"{'in the snapshot':>19}{'== Firestore':>14}")
     print(f"{'emulator alone (answered at once)':<34}{floor['write_s']:>12.2f} s"
