@@ -11,11 +11,14 @@ failed one (a non-2xx answer, or none) with exponential backoff. This host bridg
   change is in a written snapshot (about one write slot a second, every change that arrived
   meanwhile in the same write), so a worker waits mostly idle: the concurrency has to cover a
   whole burst, or the burst queues behind held requests and is written a wave per slot. The
-  default stands for every instance of the deployed function at once (see `DeliverySettings`).
+  default (2,000) holds a burst that size at once; a held worker is an idle thread (2,000 held:
+  about 45 MiB). Deployed, a function takes concurrency x max instances (80 x 3) at once and
+  Eventarc backs off beyond that (see `DeliverySettings`).
 - A failed attempt (non-2xx, or an exception) is tried again after `retry_min_s`, doubling up to
   `retry_max_s`, until `max_attempts` attempts or `max_age_s` since the first one; each retry is
-  logged, and so is the final drop. Waiting retries hold no thread (one timer thread for all).
-  A retry is the same event (same `ce-id`, same bytes): the publisher is idempotent.
+  logged, and so is the final drop. Waiting retries hold no worker: one dispatcher thread hands
+  queued deliveries and due retries to the workers. A retry is the same event (same `ce-id`,
+  same bytes): the publisher is idempotent.
 - At most `max_outstanding` deliveries are held (queued, under way or waiting for a retry); one
   more is refused with 503 and logged, so memory stays bounded under any flood.
 """
