@@ -221,9 +221,11 @@ class EventHost:
         try:
             body = self.app(delivery.request_environ(),
                             lambda answer, headers, *_: status.append(answer))
-            answer = b"".join(body)
-            if hasattr(body, "close"):
-                body.close()
+            try:
+                answer = b"".join(body)
+            finally:
+                if hasattr(body, "close"):
+                    body.close()
         except Exception as exc:  # a delivery's failure must not stop the others
             log.debug("event %s raised", delivery.event_id, exc_info=True)
             return f"{type(exc).__name__}: {exc}"
