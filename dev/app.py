@@ -6,7 +6,7 @@ path `/u_1`, exactly as Cloud Functions routes `https://REGION-PROJECT.cloudfunc
 
 Google's Firestore emulator delivers its change events (`--functions_emulator HOST:PORT`) to
 `/functions/projects/<project>/triggers/<triggerId>`; those requests go to `publish_snapshot`
-(see `emulator_deliveries`).
+through the event host of `dev/deliveries.py` (concurrency and retries as Eventarc's).
 
 Everything else is the demo dashboard: the static files of `web/` at `/` (`index.html`,
 `app.js`, `data-client.js`, `styles.css`), as a static host would serve them, and the three
@@ -22,19 +22,16 @@ listens there.
 from __future__ import annotations
 
 import base64
-import binascii
-import concurrent.futures
 import hashlib
 import json
-import logging
 import re
-import sys
-from io import BytesIO
 from pathlib import Path
 
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.security import safe_join
 from werkzeug.wrappers import Request, Response
+
+from dev.deliveries import DeliverySettings, EventHost
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = ROOT / "main.py"
@@ -66,12 +63,6 @@ IMPORT_MAP = re.compile(rb"<script\s+type=\"importmap\"\s*>(.*?)</script>", re.S
 FIREBASE_INIT_PATH = "/__/firebase/init.json"
 
 
-log = logging.getLogger("dashboard.stack")
-DELIVERY_WORKERS = 16  # Eventarc pushes events concurrently; so does the local stack
-# The path the Firestore emulator POSTs a trigger's events to (below the `/functions` mount).
-DELIVERY_PATH = re.compile(r"^/projects/(?P<project>[^/]+)/triggers/(?P<trigger>[^/]+)$")
-
-
 def _error(environ, start_response, status: int, code: str, message: str):
     body = f'{{"error":{{"code":"{code}","message":"{message}"}}}}'.encode()
     return Response(body, status=status, content_type="application/json")(environ, start_response)
@@ -81,63 +72,15 @@ def _not_found(environ, start_response):
     return _error(environ, start_response, 404, "not_found", "no function at this path")
 
 
-def emulator_deliveries(cloud_event_app, workers: int = DELIVERY_WORKERS):
-    """The WSGI app that takes the Firestore emulator's trigger deliveries and hands each to
-    `cloud_event_app` (a functions-framework CloudEvent function) as Eventarc would.
-
-    The emulator POSTs a binary-mode CloudEvent (`ce-*` headers, `Content-Type:
-    application/protobuf`) whose body is the base64 *text* of the serialized
-    `DocumentEventData`; like firebase-tools' functions emulator, this decodes it to the bytes
-    Eventarc sends. The emulator delivers one event at a time and never retries, while Eventarc
-    pushes concurrently: so each delivery is answered 202 at once and runs on a pool of
-    `workers` (a failure is logged, as the emulator would only log it). Mounted at `/functions`.
-    Its `close()` drops the deliveries still queued and waits for those under way.
-    """
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers,
-                                                 thread_name_prefix="delivery")
-
-    def run(environ) -> None:
-        outcome: list[str] = []
-        try:
-            body = cloud_event_app(environ, lambda status, headers, *_: outcome.append(status))
-            answer = b"".join(body)
-            if hasattr(body, "close"):
-                body.close()
-        except Exception:  # a delivery's failure must not stop the others
-            log.exception("the delivery of event %s failed", environ.get("HTTP_CE_ID"))
-            return
-        if not outcome or not outcome[0].startswith("2"):
-            log.error("event %s: publish_snapshot answered %s %s", environ.get("HTTP_CE_ID"),
-                      outcome[0] if outcome else "nothing", answer[:300])
-
-    def deliver(environ, start_response):
-        if environ.get("REQUEST_METHOD") != "POST" or not DELIVERY_PATH.match(
-                environ.get("PATH_INFO", "")):
-            return _not_found(environ, start_response)
-        request = Request(environ)
-        try:
-            data = base64.b64decode(request.get_data(cache=False), validate=True)
-        except (binascii.Error, ValueError):
-            return _error(environ, start_response, 400, "bad_event",
-                          "the body is not the base64 text of an event")
-        headers = {key: value for key, value in environ.items()
-                   if key.startswith(("HTTP_", "CONTENT_", "SERVER_", "wsgi.", "REMOTE_"))
-                   or key in ("REQUEST_METHOD", "QUERY_STRING")}
-        pool.submit(run, {**headers, "PATH_INFO": "/", "SCRIPT_NAME": "",
-                          "CONTENT_LENGTH": str(len(data)), "wsgi.input": BytesIO(data),
-                          "wsgi.errors": sys.stderr})
-        return Response(status=202)(environ, start_response)
-
-    deliver.close = lambda: pool.shutdown(wait=True, cancel_futures=True)
-    return deliver
-
-
 def create_stack_app(targets: dict[str, str], *, static_dir: Path | None = WEB_DIR,
-                     firebase_config: dict | None = None) -> DispatcherMiddleware:
+                     firebase_config: dict | None = None,
+                     deliveries: DeliverySettings | None = None) -> DispatcherMiddleware:
     """Mount each `{name: signature_type}` function of main.py at `/<name>`, the emulator's
-    trigger deliveries at `/functions` (to `publish_snapshot`), the page's web config
+    trigger deliveries at `/functions` (to `publish_snapshot`, run as `deliveries` says:
+    `DeliverySettings.from_env` when None), the page's web config
     (`firebase_config`, when given) at `/__/firebase/init.json`, and the demo page's files
-    (`static_dir`, `web/` by default; None: no page) at `/`. Its `close()` ends the deliveries
+    (`static_dir`, `web/` by default; None: no page) at `/`. Its `event_host` is the
+    `EventHost` of the deliveries (None without `publish_snapshot`); its `close()` ends them
     (call it before the emulators stop: a queued delivery would meet them gone)."""
     from functions_framework import create_app
 
@@ -145,13 +88,14 @@ def create_stack_app(targets: dict[str, str], *, static_dir: Path | None = WEB_D
                                                  signature_type=kind))
               for name, kind in targets.items()}
     if "/publish_snapshot" in mounts:
-        mounts["/functions"] = emulator_deliveries(mounts["/publish_snapshot"])
+        mounts["/functions"] = EventHost(mounts["/publish_snapshot"], deliveries
+                                         or DeliverySettings.from_env())
     if firebase_config is not None:
         mounts[FIREBASE_INIT_PATH] = firebase_init_app(firebase_config)
     fallback = create_static_app(static_dir) if static_dir is not None else _not_found
     app = DispatcherMiddleware(fallback, mounts)
-    deliveries = mounts.get("/functions")
-    app.close = deliveries.close if deliveries is not None else lambda: None
+    app.event_host = mounts.get("/functions")  # its `stats`, for tests and the benchmark
+    app.close = app.event_host.close if app.event_host is not None else lambda: None
     return app
 
 

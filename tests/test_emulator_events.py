@@ -21,7 +21,8 @@ import pytest
 from werkzeug.serving import make_server
 from werkzeug.test import Client
 
-from dev.app import create_stack_app, emulator_deliveries
+from dev.app import create_stack_app
+from dev.deliveries import EventHost
 from dev.stack import prepare_emulator
 from functions.publish.events import EventError, decode_event
 from tests.helpers import publish
@@ -96,7 +97,7 @@ def test_the_delivery_route_hands_the_decoded_bytes_to_the_function():
         start_response("204 No Content", [])
         return [b""]
 
-    client = Client(emulator_deliveries(function))
+    client = Client(EventHost(function))
     delivery = saved("update")
     path = delivery["path"].removeprefix("/functions")
     response = client.post(path, data=delivery["body"].encode(), headers=delivery["headers"])
