@@ -138,10 +138,13 @@ def firestore_client_at(host: str, project: str) -> Any:
 
 
 def emulator_id_token(project: str, uid: str = "admin-1", **claims: Any) -> str:
-    """An unsigned Firebase ID token as the Auth emulator issues them.
+    """An unsigned Firebase ID token of the same shape the Auth emulator issues.
 
-    firebase-admin accepts it only while FIREBASE_AUTH_EMULATOR_HOST is set (the local stack);
-    the real signature path is tested in tests/test_auth.py.
+    Minted here, not signed in at the emulator, because these function-level tests run on the
+    session's Firestore and Storage emulators only (no Auth emulator: it costs 7-13 s to start)
+    and test what the functions do with a token's claims, not sign-in. firebase-admin accepts
+    it only while FIREBASE_AUTH_EMULATOR_HOST is set; the real signature path is tested in
+    tests/test_auth.py, and sign-in through the Auth emulator in tests/browser/.
     """
     import base64
     import json
