@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from shared.errors import Unavailable
 from shared.retry import retry_policy
 from shared.snapshot_format import Snapshot, Tombstone, snapshot_body
 from shared.snapshot_io import download, load_index
 from shared.snapshot_parts import SnapshotIndex, decode_part
+
+T = TypeVar("T")
 
 
 def parse_snapshot(collection: str, raw: bytes, generation: int | None) -> Snapshot:
@@ -53,6 +56,15 @@ def read_part(storage_client: Any, bucket: str, collection: str, name: str, *,
         return None
     raw, generation = found
     return parse_snapshot(collection, raw, generation)
+
+
+# A view whose part was replaced meanwhile is read again from a fresh index, this many times.
+READ_ATTEMPTS = 3
+
+
+class SnapshotChanged(Unavailable):
+    """A part the index lists is gone: a newer index replaced it while this one was read. Read
+    again from the current index (`read_current`)."""
 
 
 @dataclass
@@ -96,8 +108,8 @@ class SnapshotView:
             raise Unavailable(f"a snapshot part of {self.collection} is invalid: {exc}") \
                 from None
         if found is None:
-            raise Unavailable(f"a snapshot part of {self.collection} is gone (the snapshot "
-                              f"changed while it was read)")
+            raise SnapshotChanged(f"a snapshot part of {self.collection} is gone (the snapshot "
+                                  f"changed while it was read)")
         with self._lock:
             self.parsed[ref.name] = found
         return found
@@ -150,6 +162,20 @@ def load_view(storage_client: Any, bucket: str, collection: str, *, timeout_s: f
     return SnapshotView(collection, index, storage_client, bucket, timeout_s, carried)
 
 
+def read_current(load: Callable[[], SnapshotView], use: Callable[[SnapshotView], T],
+                 forget: Callable[[], None] = lambda: None) -> T:
+    """`use(load())`, and once more from a fresh index (after `forget()` drops a remembered
+    view) while the view's parts are replaced under it (`SnapshotChanged`)."""
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            return use(load())
+        except SnapshotChanged:
+            if attempt == READ_ATTEMPTS - 1:
+                raise
+            forget()
+    raise AssertionError("unreachable")
+
+
 def load_snapshot(storage_client: Any, bucket: str, collection: str, *, timeout_s: float,
                   known: Snapshot | None = None) -> Snapshot:
     """The whole snapshot of a collection as one `Snapshot`; `Unavailable` when it is missing,
@@ -159,7 +185,9 @@ def load_snapshot(storage_client: Any, bucket: str, collection: str, *, timeout_
     view = load_view(storage_client, bucket, collection, timeout_s=timeout_s, known=previous)
     if known is not None and view is previous:
         return known
-    return view.whole()
+    loaded = [view]  # the first attempt uses it; a retry loads the index anew
+    return read_current(lambda: loaded.pop() if loaded else load_view(
+        storage_client, bucket, collection, timeout_s=timeout_s), lambda current: current.whole())
 
 
 def single_file_body(view: SnapshotView) -> bytes:

@@ -678,20 +678,29 @@ class _Blob:
 
 
 class _Storage:
-    """A bucket holding the users snapshot; counts downloads."""
+    """A bucket holding the users snapshot (an index and its one part, in the snapshot format of
+    shared/snapshot_parts.py); counts downloads."""
 
     def __init__(self) -> None:
+        from shared.snapshot_parts import PartRef, SnapshotIndex, index_path, items_sum
+
         self.reads = 0
-        self.body = json.dumps({"collection": "users", "generatedAt": "2024-05-01T00:00:00Z",
-                                "items": [{"id": "u1", "name": "Ada", "email": "ada@example.com",
-                                           "role": "admin", "status": "active"}]}).encode()
+        items = [{"id": "u1", "name": "Ada", "email": "ada@example.com", "role": "admin",
+                  "status": "active"}]
+        part_name = "snapshots/users/parts/p1.json"
+        part = json.dumps({"collection": "users", "generatedAt": "2024-05-01T00:00:00Z",
+                           "items": items}).encode()
+        index = SnapshotIndex("users", [PartRef(part_name, "", 1, len(part), len(part),
+                                                items_sum(items))])
+        self.objects = {index_path("users"): index.body("2024-05-01T00:00:00Z"),
+                        part_name: part}
 
     def bucket(self, name: str) -> _Storage:
         return self
 
     def blob(self, path: str) -> _Blob:
         self.reads += 1
-        return _Blob(self.body)
+        return _Blob(self.objects[path])
 
 
 @pytest.fixture

@@ -111,10 +111,11 @@ def user(i: int, **changes: Any) -> dict[str, Any]:
 def snapshot_body(bucket: Any, collection: str = "users") -> dict[str, Any]:
     """The whole snapshot (its index and every part, read through the loader) as the parsed
     single-file view: the shape the one snapshot object had before parts."""
-    from shared.snapshot_reader import load_view, single_file_body
+    from shared.snapshot_reader import load_view, read_current, single_file_body
 
-    return json.loads(single_file_body(load_view(bucket.client, bucket.name, collection,
-                                                 timeout_s=10)))
+    return json.loads(read_current(
+        lambda: load_view(bucket.client, bucket.name, collection, timeout_s=10),
+        single_file_body))
 
 
 def manifest(bucket: Any) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from shared.encoding import document_json_pb, encode_document_pb
 from shared.errors import AppError, Unavailable
 from shared.firestore_wire import WireDocument, document_id, get_document, run_query
 from shared.schema import load_schema
-from shared.snapshot_reader import SnapshotView, load_view
+from shared.snapshot_reader import SnapshotView, load_view, read_current
 from shared.times import format_ns, to_ns, utc_now
 from shared.tombstones import deleted_since, latest_tombstone
 
@@ -253,8 +253,10 @@ def _firestore_or_snapshot(context: ApiContext, collection: str,
         return view, None
 
     try:
-        view = context.snapshots.get_or_compute(collection, load)
-        return from_snapshot(view), "snapshot"
+        answer = read_current(
+            lambda: context.snapshots.get_or_compute(collection, load), from_snapshot,
+            forget=lambda: context.snapshots.invalidate(lambda key: key == collection))
+        return answer, "snapshot"
     except Unavailable as exc:
         log.error("both Firestore and the snapshot failed for %s: %s", collection, exc.message)
         raise Unavailable("the data is temporarily unavailable; retry shortly",
