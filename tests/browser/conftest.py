@@ -42,6 +42,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -227,11 +228,20 @@ class LocalStack:
         return firestore_client_at(self.firestore.host, PROJECT)
 
     def snapshot_ids(self, collection: str) -> set[str]:
-        """The ids in the collection's snapshot object, read straight from the storage emulator."""
-        url = (f"{self.storage.host}/storage/v1/b/{BUCKET}/o/"
-               f"snapshots%2F{collection}.json?alt=media")
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return {item["id"] for item in json.loads(response.read())["items"]}
+        """The ids in the collection's snapshot (its index and parts, read through the loader
+        from the storage emulator)."""
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        from shared.snapshot_reader import load_snapshot
+
+        with mock.patch.dict(os.environ, {"STORAGE_EMULATOR_HOST": self.storage.host}):
+            client = storage.Client(project=PROJECT, credentials=AnonymousCredentials())
+        try:
+            snapshot = load_snapshot(client, BUCKET, collection, timeout_s=10)
+        finally:
+            client.close()
+        return {item["id"] for item in snapshot.items}
 
     def stop_firestore(self) -> None:
         self.firestore.stop()
