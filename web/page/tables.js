@@ -170,6 +170,12 @@ function syncChildren(parent, nodes) {
   }
 }
 
+// A table's first fill inserts the rows a screen holds, and the rest a frame later: a trace of a
+// repeat visit (Chrome DevTools Protocol) showed the frame that inserted all 240 users and 360
+// jobs at once spending ~60 ms building rows and ~110 ms in layout before its first paint.
+// Its badge follows with the whole list, so a badge naming a source means all of its rows.
+const FIRST_FILL_ROWS = 40;
+
 function renderTable(name) {
   const { detail, error, filter } = page.view[name];
   const table = TABLES[name];
@@ -180,6 +186,11 @@ function renderTable(name) {
     rows.push(h('tr', { class: 'empty' }, h('td', { colSpan: 7, text })));
   } else {
     const shown = detail.items.filter((item) => matches(item, filter, table.search));
+    if (shown.length > FIRST_FILL_ROWS && !tbody.querySelector('tr[data-id]')) {
+      syncChildren(tbody, cachedRows(name, shown.slice(0, FIRST_FILL_ROWS)));
+      scheduleRender(name); // the whole list, and the badge, in the next frame
+      return;
+    }
     rows.push(...cachedRows(name, shown));
     if (shown.length === 0) {
       rows.push(h('tr', { class: 'empty' },
