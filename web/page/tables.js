@@ -126,7 +126,7 @@ const TABLES = {
 };
 
 // Rows are kept per document and rebuilt only when its item changed (the client hands out the
-// same object until then): in live mode a table re-renders on every change anywhere, and
+// same object until then; an equal one keeps its row too): in live mode a table re-renders on every change anywhere, and
 // rebuilding every row each time would cost the page's main thread (and reset an armed
 // Delete button or the row being edited).
 const rowCache = { users: new Map(), jobs: new Map() }; // id -> { item, node }
@@ -135,6 +135,9 @@ function cachedRows(name, items) {
   const cache = rowCache[name];
   const rows = items.map((item) => {
     const hit = cache.get(item.id);
+    // The read function's answer after the saved copy brings equal items in new objects: the
+    // rows stay (rebuilding 600 rows and their layout took ~150 ms of the page's main thread).
+    if (hit && hit.item !== item && JSON.stringify(hit.item) === JSON.stringify(item)) hit.item = item;
     if (hit && hit.item === item) return hit.node;
     const node = TABLES[name].row(item);
     cache.set(item.id, { item, node });
@@ -170,6 +173,12 @@ function syncChildren(parent, nodes) {
   }
 }
 
+// A table's first fill inserts the rows a screen holds, and the rest a frame later: a trace of a
+// repeat visit (Chrome DevTools Protocol) showed the frame that inserted all 240 users and 360
+// jobs at once spending ~60 ms building rows and ~110 ms in layout before its first paint.
+// Its badge follows with the whole list, so a badge naming a source means all of its rows.
+const FIRST_FILL_ROWS = 40;
+
 function renderTable(name) {
   const { detail, error, filter } = page.view[name];
   const table = TABLES[name];
@@ -180,6 +189,11 @@ function renderTable(name) {
     rows.push(h('tr', { class: 'empty' }, h('td', { colSpan: 7, text })));
   } else {
     const shown = detail.items.filter((item) => matches(item, filter, table.search));
+    if (shown.length > FIRST_FILL_ROWS && !tbody.querySelector('tr[data-id]')) {
+      syncChildren(tbody, cachedRows(name, shown.slice(0, FIRST_FILL_ROWS)));
+      scheduleRender(name); // the whole list, and the badge, in the next frame
+      return;
+    }
     rows.push(...cachedRows(name, shown));
     if (shown.length === 0) {
       rows.push(h('tr', { class: 'empty' },
