@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8080
+# pytest workers of `make test` (pytest-xdist; each test file runs whole in one worker). The
+# browser and emulator tests mostly wait, so two workers on two cores cut the wall time (docs/local-stack.md).
+TEST_WORKERS ?= 2
 # The browser tests' headless Chromium (tests/browser/conftest.py reads CHROMIUM_PATH).
 export CHROMIUM_PATH ?= /usr/bin/chromium
 
@@ -50,7 +53,7 @@ chromium:
 test: install chromium
 	node --test web/tests/*.test.js
 	$(PY) -m rules.run
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: install
 	$(VENV)/bin/ruff check .

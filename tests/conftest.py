@@ -53,6 +53,9 @@ from emulators.meter import ReadMeter
 # for the pictures of the docs) and deletes them after a green run.
 KEPT_ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 ARTIFACTS = Path(tempfile.mkdtemp(prefix="test-artifacts-"))
+# Under pytest-xdist (`make test`) each worker has its own emulators: their logs carry its name.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+WORKER_SUFFIX = f"-{WORKER}" if WORKER else ""
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -115,10 +118,11 @@ def emulators():
         events = EventRouter()
         stack.callback(events.stop)
         firestore_emulator = harness.firestore_from_env_or_start(
-            log_path=ARTIFACTS / "firestore-emulator.log", functions_emulator=events.host)
+            log_path=ARTIFACTS / f"firestore-emulator{WORKER_SUFFIX}.log",
+            functions_emulator=events.host)
         stack.callback(firestore_emulator.stop)
         storage_emulator = harness.storage_from_env_or_start(
-            log_path=ARTIFACTS / "storage-emulator.log")
+            log_path=ARTIFACTS / f"storage-emulator{WORKER_SUFFIX}.log")
         stack.callback(storage_emulator.stop)
         meter = ReadMeter(firestore_emulator.host).start()
         stack.callback(meter.stop)
