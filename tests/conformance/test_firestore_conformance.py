@@ -505,7 +505,7 @@ def _run_with_jittered_retries(run, tries: int = 40):
         except ValueError as err:
             if "Failed to commit transaction" not in str(err) or attempt == tries - 1:
                 raise
-            time.sleep(random.uniform(0.01, 0.05 * (attempt + 1)))
+            time.sleep(random.uniform(0.01, 0.05 * (attempt + 1)))  # noqa: S311 (jitter, not a secret)
 
 
 def test_concurrent_transactions_do_not_lose_updates(coll, project_id):
