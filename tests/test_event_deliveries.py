@@ -147,6 +147,17 @@ def routed(emulators, emulator_events, emulator_env, fresh_instance, firestore_c
     emulator_events.route(firestore_client.project, None)
 
 
+def post_deliveries(host: EventHost, count: int) -> None:
+    """POST `count` copies of a saved delivery (ids `event-0`...) to the host: each is 202."""
+    client = Client(host)
+    delivery = saved("update")
+    path = delivery["path"].removeprefix("/functions")
+    for i in range(count):
+        headers = {**delivery["headers"], "ce-id": f"event-{i}"}
+        assert client.post(path, data=delivery["body"].encode(),
+                           headers=headers).status_code == 202
+
+
 def _snapshot_ids(bucket) -> set[str]:
     return {item["id"] for item in snapshot_body(bucket)["items"]}
 
@@ -260,14 +271,8 @@ def test_no_delivery_queues_behind_held_ones():
         return [b""]
 
     host = EventHost(holding, DeliverySettings())
-    client = Client(host)
-    delivery = saved("update")
-    path = delivery["path"].removeprefix("/functions")
     try:
-        for i in range(500):
-            headers = {**delivery["headers"], "ce-id": f"event-{i}"}
-            assert client.post(path, data=delivery["body"].encode(),
-                               headers=headers).status_code == 202
+        post_deliveries(host, 500)
         wait_for(lambda: len(under_way) == 500, LIVENESS_S)
     finally:
         held.set()
@@ -298,14 +303,8 @@ def test_batches_gather_deliveries_and_keep_to_the_concurrency():
         return [None] * len(events)
 
     host = EventHost(settings=DeliverySettings(concurrency=100), batch_app=holding)
-    client = Client(host)
-    delivery = saved("update")
-    path = delivery["path"].removeprefix("/functions")
     try:
-        for i in range(300):
-            headers = {**delivery["headers"], "ce-id": f"event-{i}"}
-            assert client.post(path, data=delivery["body"].encode(),
-                               headers=headers).status_code == 202
+        post_deliveries(host, 300)
         wait_for(lambda: len(seen) == 100, LIVENESS_S)
         assert len(calls) < 100 and most[0] == 100
     finally:
