@@ -260,12 +260,18 @@ def _measure(args, docs, with_burst, db, bucket, proxy, reads, current, url, pid
         session = getattr(session_local, "session", None)
         if session is None:
             session = session_local.session = requests.Session()
-        for _attempt in range(10):  # Eventarc redelivers on an error
-            response = session.post(url, data=body, headers=headers, timeout=120)
-            if response.status_code < 300:
-                return
+        failure = ""
+        for _attempt in range(10):  # Eventarc redelivers on an error, or when no answer came
+            try:
+                response = session.post(url, data=body, headers=headers, timeout=120)
+            except requests.RequestException as exc:  # e.g. a keep-alive closed meanwhile
+                failure = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code < 300:
+                    return
+                failure = f"{response.status_code} {response.text[:200]}"
             time.sleep(1)
-        failures.append(f"{response.status_code} {response.text[:200]}")
+        failures.append(failure)
 
     post(*write("u_0000000", _doc(0, "pending"))[:2])  # warm the instance (clients, imports)
 
@@ -334,7 +340,8 @@ def _burst(args, docs, write, post, proxy, snapshot, current, index_name, parse_
             break
         time.sleep(0.05)
     visible_after = time.monotonic() - ended
-    concurrent.futures.wait(futures, timeout=120)
+    for future in futures:  # every delivery acknowledged (or counted as failed) first
+        future.result(timeout=600)
     pool.shutdown()
     final = {item["id"]: item for item in snapshot().items}
     correct = len(final) == docs and all(
