@@ -77,8 +77,9 @@ def create_stack_app(targets: dict[str, str], *, static_dir: Path | None = WEB_D
                      firebase_config: dict | None = None,
                      deliveries: DeliverySettings | None = None) -> DispatcherMiddleware:
     """Mount each `{name: signature_type}` function of main.py at `/<name>`, the emulator's
-    trigger deliveries at `/functions` (to `publish_snapshot`, run as `deliveries` says:
-    `DeliverySettings.from_env` when None), the page's web config
+    trigger deliveries at `/functions` (to `publish_snapshot`'s publisher in batches, or to
+    `publish_snapshot` one request each, as `deliveries` says: `DeliverySettings.from_env`
+    when None), the page's web config
     (`firebase_config`, when given) at `/__/firebase/init.json`, and the demo page's files
     (`static_dir`, `web/` by default; None: no page) at `/`. Its `event_host` is the
     `EventHost` of the deliveries (None without `publish_snapshot`); its `close()` ends them
