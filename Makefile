@@ -86,8 +86,9 @@ bench-publish: install
 	$(PY) bench/publish_bench.py --docs $(DOCS)
 
 ## Burst benchmark of the local stack's change events: 2,000 writes through Firestore, the
-## emulator's own deliveries, the time until the snapshot holds them all (event-host concurrency
-## 16 as before, 240 as deployed, the default), beside the emulator's own delivery pace.
+## emulator's own deliveries, the time until the snapshot holds them all (a request per event, 16
+## at a time as before, 240 as deployed, 2,000; batches to the publisher, the default), beside
+## the emulator's own delivery pace.
 bench-burst: install
 	$(PY) bench/burst_bench.py
 

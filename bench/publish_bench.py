@@ -5,7 +5,8 @@ For each size, a fresh project on Google's Firestore emulator and the storage em
 seeded (batched commits of 500, 8 in flight), then:
 
   1. a full rebuild in its own process (`bench/publish_probes.py rebuild`): Firestore document
-     reads (= N), object writes, time and the process's peak RSS (streamed: flat in N);
+     reads (= N), object writes, time and the process's own peak RSS (`VmHWM`; streamed:
+     flat in N);
   2. steady state, one change a second to ids spread over the collection, delivered to
      `publish_snapshot` running in its own process as Cloud Functions runs it
      (functions-framework, `THREADS=256`) as Eventarc would (binary mode, protobuf
@@ -14,9 +15,10 @@ seeded (batched commits of 500, 8 in flight), then:
      <= 1.5x the smallest's), and the publisher process's peak RSS (<= 256 MiB; flat in N);
   3. at the first size only, a burst of `--burst` changes in `--burst-seconds`: index writes
      (<= 1 per second + 1), time from the last change until the snapshot holds every change;
-  4. the read fallback with Firestore unreachable (`bench/publish_probes.py fallback`, a cold
-     instance): the first list page and the first document (<= 1 s), later requests (median,
-     <= 50 ms), and a first request that needs every part (another order).
+  4. the read fallback with Firestore unreachable (`bench/publish_probes.py fallback`, three
+     cold instances; the median's figures, and the slowest first page): the instance's start,
+     the first list page and the first document (<= 1 s), later requests (median, <= 50 ms),
+     and a first request that needs every part (another order).
 
 Reads are those Firestore would bill, counted by a gRPC proxy in front of the emulator
 (`emulators.meter`); uploads are counted and measured by an HTTP proxy in front of the storage
@@ -39,6 +41,7 @@ from unittest import mock
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+FALLBACK_RUNS = 3  # cold instances per size in the outage
 PROJECT = "demo-publish-bench"
 BUCKET = "demo-publish-bench-snapshots"
 
@@ -145,14 +148,18 @@ def _one_size(args, docs: int, with_burst: bool, meter, firestore_emu, storage_e
             function.wait(10)
         except subprocess.TimeoutExpired:
             function.kill()
-    print("   fallback with Firestore down (own process) ...", flush=True)
+    print(f"   fallback with Firestore down ({FALLBACK_RUNS} cold processes) ...", flush=True)
     from emulators.harness import free_port as closed
 
     with mock.patch.dict(os.environ, {"FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{closed()}",
                                       "STORAGE_EMULATOR_HOST": storage_emu.host,
                                       "FIRESTORE_TIMEOUT_S": "0.2", "READ_ACCESS": "public",
                                       "MAX_LIMIT": "1000"}):
-        fallback = _probe("fallback")
+        runs = [_probe("fallback") for _ in range(FALLBACK_RUNS)]
+    # The run of the median first page stands for the size; the slowest first page is shown
+    # beside it (a cold start on this shared machine varies with its load, not with N).
+    runs.sort(key=lambda run: run["first_page_s"])
+    fallback = {**runs[len(runs) // 2], "first_page_slowest_s": runs[-1]["first_page_s"]}
     direct.close()
     return {"seed_s": seed_s, "rebuild": rebuilt, "rebuild_reads": rebuild_reads,
             "rebuild_objects": rebuild_objects, "rebuild_bytes": rebuild_bytes,
@@ -253,12 +260,18 @@ def _measure(args, docs, with_burst, db, bucket, proxy, reads, current, url, pid
         session = getattr(session_local, "session", None)
         if session is None:
             session = session_local.session = requests.Session()
-        for _attempt in range(10):  # Eventarc redelivers on an error
-            response = session.post(url, data=body, headers=headers, timeout=120)
-            if response.status_code < 300:
-                return
+        failure = ""
+        for _attempt in range(10):  # Eventarc redelivers on an error, or when no answer came
+            try:
+                response = session.post(url, data=body, headers=headers, timeout=120)
+            except requests.RequestException as exc:  # e.g. a keep-alive closed meanwhile
+                failure = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code < 300:
+                    return
+                failure = f"{response.status_code} {response.text[:200]}"
             time.sleep(1)
-        failures.append(f"{response.status_code} {response.text[:200]}")
+        failures.append(failure)
 
     post(*write("u_0000000", _doc(0, "pending"))[:2])  # warm the instance (clients, imports)
 
@@ -327,7 +340,8 @@ def _burst(args, docs, write, post, proxy, snapshot, current, index_name, parse_
             break
         time.sleep(0.05)
     visible_after = time.monotonic() - ended
-    concurrent.futures.wait(futures, timeout=120)
+    for future in futures:  # every delivery acknowledged (or counted as failed) first
+        future.result(timeout=600)
     pool.shutdown()
     final = {item["id"]: item for item in snapshot().items}
     correct = len(final) == docs and all(
@@ -358,8 +372,13 @@ def _report(sizes: list[int], results: dict[int, dict]) -> int:
          "<= 1.5x smallest", lambda r, n: r["ack_median_s"] <= 1.5 * first["ack_median_s"]),
         ("steady: publisher peak RSS (MiB)", lambda r: r["publisher_rss_mib"],
          "<= 256, flat", lambda r, n: r["publisher_rss_mib"] <= 256),
-        ("outage: first page, cold (s)", lambda r: r["fallback"]["first_page_s"], "<= 1",
+        ("outage: instance start, imports (s)", lambda r: r["fallback"]["startup_s"], "-",
+         None),
+        (f"outage: first page, cold, median of {FALLBACK_RUNS} (s)",
+         lambda r: r["fallback"]["first_page_s"], "<= 1",
          lambda r, n: r["fallback"]["first_page_s"] <= 1),
+        (f"outage: first page, cold, slowest of {FALLBACK_RUNS} (s)",
+         lambda r: r["fallback"]["first_page_slowest_s"], "-", None),
         ("outage: of which index + first part (s)",
          lambda r: r["fallback"]["snapshot_share_s"], "-", None),
         ("outage: first document (s)", lambda r: r["fallback"]["first_get_s"], "<= 1",
@@ -376,7 +395,7 @@ def _report(sizes: list[int], results: dict[int, dict]) -> int:
     ]
     print("\nsnapshot publisher at scale (emulators; functions-framework, THREADS=256; "
           "PUBLISH_INTERVAL_S=1; FIRESTORE_TIMEOUT_S=0.2 in the outage)")
-    print(f"  {'':<42}" + "".join(f"{n:>14,}" for n in sizes) + "   target")
+    print(f"  {'':<46}" + "".join(f"{n:>14,}" for n in sizes) + "   target")
     missed = False
     for label, value, target, check in rows:
         cells = []
@@ -386,7 +405,7 @@ def _report(sizes: list[int], results: dict[int, dict]) -> int:
             missed |= not ok
             text = f"{shown:.3f}" if isinstance(shown, float) else str(shown)
             cells.append(f"{text + ('' if ok else ' !'):>14}")
-        print(f"  {label:<42}" + "".join(cells) + f"   {target}")
+        print(f"  {label:<46}" + "".join(cells) + f"   {target}")
     if "burst_index_writes" in first:
         budget = int(first["burst_window_s"]) + 2
         ok = first["burst_index_writes"] <= budget and first["burst_correct"]

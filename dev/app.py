@@ -5,8 +5,9 @@ under its name, so locally `http://127.0.0.1:8080/users/u_1` reaches the `users`
 path `/u_1`, exactly as Cloud Functions routes `https://REGION-PROJECT.cloudfunctions.net/users/u_1`.
 
 Google's Firestore emulator delivers its change events (`--functions_emulator HOST:PORT`) to
-`/functions/projects/<project>/triggers/<triggerId>`; those requests go to `publish_snapshot`
-through the event host of `dev/deliveries.py` (concurrency and retries as Eventarc's).
+`/functions/projects/<project>/triggers/<triggerId>`; those requests go to the publisher of
+`publish_snapshot` through the event host of `dev/deliveries.py` (concurrency and retries as
+Eventarc's; in batches, or one functions-framework request each with `EVENT_DELIVERY_BATCH=0`).
 
 Everything else is the demo dashboard: the static files of `web/` at `/` (`index.html`,
 `app.js`, `data-client.js`, `styles.css`), as a static host would serve them, and the three
@@ -76,8 +77,9 @@ def create_stack_app(targets: dict[str, str], *, static_dir: Path | None = WEB_D
                      firebase_config: dict | None = None,
                      deliveries: DeliverySettings | None = None) -> DispatcherMiddleware:
     """Mount each `{name: signature_type}` function of main.py at `/<name>`, the emulator's
-    trigger deliveries at `/functions` (to `publish_snapshot`, run as `deliveries` says:
-    `DeliverySettings.from_env` when None), the page's web config
+    trigger deliveries at `/functions` (to `publish_snapshot`'s publisher in batches, or to
+    `publish_snapshot` one request each, as `deliveries` says: `DeliverySettings.from_env`
+    when None), the page's web config
     (`firebase_config`, when given) at `/__/firebase/init.json`, and the demo page's files
     (`static_dir`, `web/` by default; None: no page) at `/`. Its `event_host` is the
     `EventHost` of the deliveries (None without `publish_snapshot`); its `close()` ends them
@@ -87,16 +89,49 @@ def create_stack_app(targets: dict[str, str], *, static_dir: Path | None = WEB_D
     mounts = {f"/{name}": _root_path(create_app(target=name, source=str(MAIN),
                                                  signature_type=kind))
               for name, kind in targets.items()}
+    closers = []
     if "/publish_snapshot" in mounts:
-        mounts["/functions"] = EventHost(mounts["/publish_snapshot"], deliveries
-                                         or DeliverySettings.from_env())
+        deliveries = deliveries or DeliverySettings.from_env()
+        if deliveries.batch:
+            batches = PublishBatches()
+            mounts["/functions"] = EventHost(settings=deliveries, batch_app=batches)
+            closers.append(batches.close)
+        else:
+            mounts["/functions"] = EventHost(mounts["/publish_snapshot"], deliveries)
+        closers.insert(0, mounts["/functions"].close)
     if firebase_config is not None:
         mounts[FIREBASE_INIT_PATH] = firebase_init_app(firebase_config)
     fallback = create_static_app(static_dir) if static_dir is not None else _not_found
     app = DispatcherMiddleware(fallback, mounts)
     app.event_host = mounts.get("/functions")  # its `stats`, for tests and the benchmark
-    app.close = app.event_host.close if app.event_host is not None else lambda: None
+
+    def close() -> None:
+        for closer in closers:
+            closer()
+
+    app.close = close
     return app
+
+
+class PublishBatches:
+    """The event host's `batch_app`: `handle_events` with a publisher of its own, built from
+    the environment on the first batch (as `publish_snapshot`'s instance is on its first
+    request). It is one more instance beside the `/publish_snapshot` mount's: instances share
+    the write slot and merge by version (`functions/publish/publisher.py`)."""
+
+    def __init__(self) -> None:
+        from functions.instance import LazyInstance
+
+        self.instance = LazyInstance()
+
+    def __call__(self, events: list[tuple[dict[str, str], bytes]]) -> list[str | None]:
+        from functions.publish.serve import handle_events
+
+        return handle_events(events, self.instance.publisher)
+
+    def close(self) -> None:
+        """Close the instance's clients (after the event host closed)."""
+        self.instance.close()
 
 
 def firebase_init_app(config: dict):

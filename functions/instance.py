@@ -99,3 +99,10 @@ class LazyInstance:
     def migrate(self) -> MigrateContext:
         """`get().migrate()`."""
         return self.get().migrate()
+
+    def close(self) -> None:
+        """Close the instance if it was built (the next use builds a new one)."""
+        with self._lock:
+            instance, self._instance = self._instance, None
+        if instance is not None:
+            instance.close()

@@ -44,15 +44,21 @@ class Clients:
     def __init__(self, settings: Settings):
         self.settings = settings
         self._lock = threading.Lock()
+        # One lock per client: building one (its library's first import: 0.1 to 0.5 s) must
+        # not hold up the other. A cold instance's first read in an outage builds the Firestore
+        # client on a worker while the request, past its deadline, needs the storage client.
+        self._building = {"firestore": threading.Lock(), "storage": threading.Lock()}
         self._made: dict[str, Any] = {}
 
     def _once(self, name: str, build: Callable[[Settings], Any]) -> Any:
         client = self._made.get(name)
         if client is None:
-            with self._lock:
+            with self._building[name]:
                 client = self._made.get(name)
                 if client is None:
-                    client = self._made[name] = build(self.settings)
+                    client = build(self.settings)
+                    with self._lock:
+                        self._made[name] = client
         return client
 
     def db(self) -> firestore.Client:

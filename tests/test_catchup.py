@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sys
 import threading
 from unittest import mock
 
 import pytest
+from google.cloud import firestore
 
 from emulators.oidc_issuer import LocalIssuer
 from functions.publish.catchup import run_catch_up
@@ -134,6 +136,43 @@ def test_a_catch_up_reads_what_changed_not_the_collection(firestore_client, buck
     assert report.changes == 3
     assert reads.count() < 20, f"{reads.count()} reads for 3 changes in 200 documents"
     assert snapshot_body(bucket)["items"] == firestore_items(firestore_client)
+
+
+def test_the_changes_since_the_watermark_are_read_in_pages(firestore_client, bucket,
+                                                           catch_up, monkeypatch):
+    """A page per query, each read whole before its changes are published; documents with
+    the same `updatedAt` (one commit) are not lost or repeated across a page's end."""
+    from functions.publish import catchup
+    from shared import firestore_wire
+
+    for i in range(5):
+        write_like_the_api(firestore_client, f"u_{i:03d}", person(i))
+    catch_up()
+    batch = firestore_client.batch()
+    for i in range(100, 107):  # one commit: one server time for all seven
+        batch.set(firestore_client.document(f"users/u_{i:03d}"),
+                  {**person(i), "updatedAt": firestore.SERVER_TIMESTAMP})
+    batch.commit()
+    for i in range(4):
+        delete_like_the_api(firestore_client, f"u_{i:03d}")
+    pages: list[int] = []
+    real = firestore_wire.run_query
+
+    def counted(*args, **kwargs):
+        found = list(real(*args, **kwargs))
+        if sys._getframe(1).f_code.co_name == "_pages":  # the catch-up's, not the publisher's
+            pages.append(len(found))
+        return iter(found)
+
+    monkeypatch.setattr(firestore_wire, "run_query", counted)
+    monkeypatch.setattr(catchup, "PAGE_SIZE", 3)
+    report = catch_up(CATCHUP_MARGIN_S="0")["users"]
+    assert (report.changes, report.deletions) == (7, 4)
+    # users: its updated documents, then its tombstones; jobs: none of either
+    assert pages == [3, 3, 1, 3, 1, 0, 0], pages
+    body = snapshot_body(bucket)
+    assert body["items"] == firestore_items(firestore_client)
+    assert {f"u_{i:03d}" for i in range(4)} <= {t["id"] for t in body["tombstones"]}
 
 
 def test_missing_and_damaged_parts_are_repaired(firestore_client, bucket, catch_up,

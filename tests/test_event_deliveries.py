@@ -2,14 +2,17 @@
 
 On Google's Firestore emulator, through its own deliveries (the session emulator runs with
 `--functions_emulator`, `emulators.events` routes a project's deliveries to a test's app):
-a burst of 2,000 writes reaches the snapshot completely; a delivery that fails a few times is
-retried and lands; one that keeps failing is dropped after its retry budget, with a log line.
-Without the emulator: every delivery is under way at once (none queues behind held ones), the
-settings and their backoff schedule. Speed is measured by `bench/burst_bench.py`, not here.
+a burst of 2,000 writes reaches the snapshot completely (in batches, the stack's default); a
+delivery that fails a few times is retried and lands, one request each or in a batch (the rest
+of its batch is not delivered again); one that keeps failing is dropped after its retry budget,
+with a log line. Without the emulator: every delivery is under way at once (none queues behind
+held ones), batches gather deliveries and keep to the concurrency, the settings and their
+backoff schedule. Speed is measured by `bench/burst_bench.py`, not here.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 
@@ -18,12 +21,12 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.test import Client
 from werkzeug.wrappers import Response
 
-from dev.app import MAIN, create_stack_app
+from dev.app import MAIN, PublishBatches, create_stack_app
 from dev.deliveries import DeliverySettings, EventHost
 from dev.stack import prepare_emulator
 from shared.errors import ConfigError
 from tests.helpers import publish
-from tests.test_emulator_events import saved, wait_for
+from tests.test_emulator_events import attributes_of, saved, wait_for
 from tests.test_publish_support import firestore_items, snapshot_body, user
 
 pytest_plugins = ["tests.test_publish_support"]
@@ -81,6 +84,46 @@ class Flaky:
             return [event_id for seen, event_id in self.attempts if seen == doc_id]
 
 
+class FlakyBatches:
+    """The stack's `batch_app` (the real publisher behind it) failing the events of chosen
+    documents: `failures[doc_id]` attempts each (the first by raising, which fails the whole
+    batch, then by answering a failure for that event only). It records every attempt as
+    (doc_id, ce-id), and each batch's size."""
+
+    def __init__(self, failures: dict[str, int]):
+        self.publish = PublishBatches()
+        self.failures = dict(failures)
+        self.attempts: list[tuple[str, str]] = []
+        self.batches: list[int] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, events):
+        failed: dict[int, str] = {}
+        with self.lock:
+            self.batches.append(len(events))
+            for position, (attributes, _) in enumerate(events):
+                doc_id = attributes["subject"].rpartition("/")[2]
+                self.attempts.append((doc_id, attributes["id"]))
+                tried = sum(1 for seen, _ in self.attempts if seen == doc_id)
+                if tried <= self.failures.get(doc_id, 0):
+                    failed[position] = ("raise" if tried == 1 else
+                                        "publishing failed: 504 Deadline Exceeded")
+        if "raise" in failed.values():
+            doc_id = events[next(p for p, why in failed.items() if why == "raise")][0]["subject"]
+            raise RuntimeError(f"connection reset while publishing {doc_id.rpartition('/')[2]}")
+        passed = [position for position in range(len(events)) if position not in failed]
+        answers = self.publish([events[position] for position in passed])
+        merged: list[str | None] = [failed.get(position) for position in range(len(events))]
+        for position, answer in zip(passed, answers, strict=True):
+            merged[position] = answer
+        return merged
+
+    def tries(self, doc_id: str) -> list[str]:
+        """The event ids of each attempt at `doc_id`'s delivery."""
+        with self.lock:
+            return [event_id for seen, event_id in self.attempts if seen == doc_id]
+
+
 @pytest.fixture
 def routed(emulators, emulator_events, emulator_env, fresh_instance, firestore_client,
            storage_client, bucket):
@@ -102,6 +145,17 @@ def routed(emulators, emulator_events, emulator_env, fresh_instance, firestore_c
 
     yield route
     emulator_events.route(firestore_client.project, None)
+
+
+def post_deliveries(host: EventHost, count: int) -> None:
+    """POST `count` copies of a saved delivery (ids `event-0`...) to the host: each is 202."""
+    client = Client(host)
+    delivery = saved("update")
+    path = delivery["path"].removeprefix("/functions")
+    for i in range(count):
+        headers = {**delivery["headers"], "ce-id": f"event-{i}"}
+        assert client.post(path, data=delivery["body"].encode(),
+                           headers=headers).status_code == 202
 
 
 def _snapshot_ids(bucket) -> set[str]:
@@ -151,6 +205,40 @@ def test_a_delivery_that_fails_is_retried_with_backoff_and_lands(
     assert snapshot_body(bucket)["items"] == firestore_items(firestore_client)
 
 
+def test_a_delivery_that_fails_in_a_batch_is_retried_alone_and_lands(
+        routed, firestore_client, bucket, caplog, monkeypatch):
+    """The stack's batches: a batch that raises is tried again whole; then the one event that
+    still fails is retried with backoff, alone, while the rest of its batch is done."""
+    monkeypatch.setenv("PUBLISH_INTERVAL_S", "0.05")
+    flaky = FlakyBatches({"u_flaky": 3})
+    host = routed(EventHost(settings=QUICK_RETRIES, batch_app=flaky))
+    caplog.set_level(logging.WARNING, logger="dashboard.stack")
+    batch = firestore_client.batch()
+    for doc_id in ("u_flaky", "u_fine_1", "u_fine_2"):
+        batch.set(firestore_client.document(f"users/{doc_id}"), user(77))
+    batch.commit()
+    wait_for(lambda: {"u_flaky", "u_fine_1", "u_fine_2"} <= _snapshot_ids(bucket), LIVENESS_S)
+    assert host.wait_idle(LIVENESS_S)
+    tries = flaky.tries("u_flaky")
+    assert len(tries) == 4 and len(set(tries)) == 1  # one event, delivered four times
+    fine = [len(flaky.tries(doc_id)) for doc_id in ("u_fine_1", "u_fine_2")]
+    # Each is tried again only when it shared the batch that raised: at most twice.
+    assert all(1 <= count <= 2 for count in fine), fine
+    retries = [r.getMessage() for r in caplog.records
+               if "of documents/users/u_flaky:" in r.getMessage()
+               and "retrying in" in r.getMessage()]
+    assert len(retries) == 3
+    assert "RuntimeError: connection reset while publishing u_flaky" in retries[0]
+    assert "(publishing failed: 504 Deadline Exceeded)" in retries[1]
+    assert [message.rsplit("retrying in ", 1)[1] for message in retries] == [
+        "0.05 s", "0.10 s", "0.20 s"]
+    assert (host.stats.delivered, host.stats.dropped) == (3, 0)
+    assert host.stats.retried == 3 + sum(count - 1 for count in fine)
+    assert snapshot_body(bucket)["items"] == firestore_items(firestore_client)
+    host.close()
+    flaky.publish.close()
+
+
 def test_a_delivery_beyond_its_retry_budget_is_dropped_and_logged(
         routed, publish_app, firestore_client, bucket, caplog):
     flaky = Flaky(publish_app, {"u_lost": -1})
@@ -183,19 +271,68 @@ def test_no_delivery_queues_behind_held_ones():
         return [b""]
 
     host = EventHost(holding, DeliverySettings())
-    client = Client(host)
-    delivery = saved("update")
-    path = delivery["path"].removeprefix("/functions")
     try:
-        for i in range(500):
-            headers = {**delivery["headers"], "ce-id": f"event-{i}"}
-            assert client.post(path, data=delivery["body"].encode(),
-                               headers=headers).status_code == 202
+        post_deliveries(host, 500)
         wait_for(lambda: len(under_way) == 500, LIVENESS_S)
     finally:
         held.set()
     assert host.wait_idle(LIVENESS_S)
     assert host.stats.delivered == 500
+    host.close()
+
+
+def test_batches_gather_deliveries_and_keep_to_the_concurrency():
+    """300 deliveries with room for 100: the first 100 are held (in fewer calls than
+    deliveries), the rest wait for room, nothing is lost or delivered twice."""
+    held = threading.Event()
+    lock = threading.Lock()
+    seen: list[str] = []
+    calls: list[int] = []
+    under_way = [0]
+    most = [0]
+
+    def holding(events):
+        with lock:
+            calls.append(len(events))
+            seen.extend(attributes["id"] for attributes, _ in events)
+            under_way[0] += len(events)
+            most[0] = max(most[0], under_way[0])
+        held.wait(LIVENESS_S)
+        with lock:
+            under_way[0] -= len(events)
+        return [None] * len(events)
+
+    host = EventHost(settings=DeliverySettings(concurrency=100), batch_app=holding)
+    try:
+        post_deliveries(host, 300)
+        wait_for(lambda: len(seen) == 100, LIVENESS_S)
+        assert len(calls) < 100 and most[0] == 100
+    finally:
+        held.set()
+    assert host.wait_idle(LIVENESS_S)
+    assert sorted(seen) == sorted(f"event-{i}" for i in range(300))
+    assert most[0] <= 100 and host.stats.delivered == 300
+    host.close()
+
+
+def test_a_batch_hands_each_event_as_functions_framework_reads_it():
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    def record(events):
+        received.extend(events)
+        return [None] * len(events)
+
+    host = EventHost(settings=DeliverySettings(), batch_app=record)
+    delivery = saved("update")
+    response = Client(host).post(delivery["path"].removeprefix("/functions"),
+                                 data=delivery["body"].encode(), headers=delivery["headers"])
+    assert response.status_code == 202
+    assert host.wait_idle(LIVENESS_S)
+    attributes, data = received[0]
+    assert attributes == attributes_of(delivery["headers"])
+    assert data == base64.b64decode(delivery["body"])
+    with pytest.raises(ValueError):
+        EventHost(lambda environ, start_response: [], batch_app=record)
     host.close()
 
 
@@ -205,6 +342,8 @@ def test_settings_and_backoff_schedule():
     assert [settings.backoff_s(n) for n in range(1, 9)] == [
         10, 20, 40, 80, 160, 320, 600, 600]  # Eventarc's production bounds
     assert DeliverySettings.from_env({}) == DeliverySettings()
+    assert DeliverySettings().batch and not DeliverySettings.from_env(
+        {"EVENT_DELIVERY_BATCH": "false"}).batch
     with pytest.raises(ConfigError, match="EVENT_DELIVERY_CONCURRENCY"):
         DeliverySettings.from_env({"EVENT_DELIVERY_CONCURRENCY": "0"})
     with pytest.raises(ConfigError, match="EVENT_RETRY_MAX_S"):

@@ -117,3 +117,49 @@ def test_when_the_leader_fails_every_change_of_its_batch_fails_too(make_publishe
         thread.join(timeout=30)
     assert len(outcomes) == 6
     assert all(isinstance(outcome, Unavailable) for outcome in outcomes), outcomes
+
+
+def test_a_batch_of_events_is_one_write_with_an_outcome_for_each(make_publisher, seeded,
+                                                                 firestore_client, bucket):
+    """`publish_many` (the local event host's batches): a duplicate and an unconfigured
+    collection are acknowledged as such, the rest lands in one write."""
+    publisher = make_publisher()
+    first = seeded.set("u_001", user(1, status="inactive"))
+    publisher.publish(first)
+    writes = publisher.stats.snapshot_writes
+    events = [first, *(seeded.set(f"u_{i:03d}", user(i, status="pending"))
+                       for i in range(10, 20)),
+              Writer(firestore_client, "clients").set("c_1", {"name": "elsewhere"})]
+    assert publisher.publish_many(events) == ["duplicate"] + ["published"] * 10 + ["ignored"]
+    assert publisher.stats.snapshot_writes == writes + 1
+    assert snapshot_body(bucket)["items"] == firestore_items(firestore_client)
+
+
+def test_a_batch_that_is_not_written_fails_its_changes_and_acknowledges_the_rest(
+        make_publisher, seeded, firestore_client, project_id, caplog):
+    """`handle_events`: each change that was not written answers why (its event is retried);
+    an undecodable event and an unconfigured collection are acknowledged (a retry cannot
+    help)."""
+    import logging
+    import os
+    from unittest import mock
+
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    from functions.publish.serve import handle_events
+    from tests.test_publish_support import attributes
+
+    with mock.patch.dict(os.environ, {"STORAGE_EMULATOR_HOST": "http://" + closed_port()}):
+        dead = storage.Client(project=project_id, credentials=AnonymousCredentials())
+    publisher = make_publisher(storage=dead, PUBLISH_WAIT_S="2", STORAGE_TIMEOUT_S="0.5")
+    requests = [seeded.set_request(f"u_{i:03d}", user(i, status="pending")) for i in (1, 2)]
+    other = Writer(firestore_client, "clients").set_request("c_1", {"name": "elsewhere"})
+    events = [(attributes(headers), body) for headers, body in requests]
+    events += [(attributes(requests[0][0]), b"\xff\x00 not protobuf"),
+               (attributes(other[0]), other[1])]
+    with caplog.at_level(logging.ERROR, logger="dashboard.publish"):
+        failures = handle_events(events, lambda: publisher)
+    assert [failure.split(":")[0] if failure else failure for failure in failures] == [
+        "Unavailable", "Unavailable", None, None]
+    assert "undecodable" in caplog.text

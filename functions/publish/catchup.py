@@ -41,6 +41,7 @@ log = logging.getLogger("dashboard.catchup")
 
 CATCHUP_DOCUMENT = "catchup"
 SUBMIT_CHUNK = 500
+PAGE_SIZE = 1000  # documents per query of the changes since the watermark
 ORPHAN_GRACE_S = 600.0
 
 
@@ -125,25 +126,52 @@ def _catch_up_collection(settings: Settings, db: Any, storage_client: Any,
 def _changed_since(db: Any, collection: str, since_ns: int, *,
                    timeout_s: float) -> Iterator[Change]:
     """The documents updated after `since_ns` (by `updatedAt`) and the deletions recorded
-    after it, as changes with their versions."""
+    after it, as changes with their versions; read in pages (see `_pages`)."""
     from google.cloud.firestore_v1.base_query import FieldFilter
 
     from shared.encoding import encode_document_pb
-    from shared.firestore_wire import run_query
-    from shared.times import from_ns, to_ns
+    from shared.times import from_ns, timestamp_ns
     from shared.tombstones import tombstone_collection
 
     since = from_ns(since_ns)
     updated = db.collection(collection).where(filter=FieldFilter("updatedAt", ">", since))
-    for doc in run_query(db, updated.order_by("updatedAt"), timeout=timeout_s):
+    for doc in _pages(db, updated, "updatedAt", timeout_s=timeout_s):
         yield Change(collection, doc.id, doc.update_time_ns,
                      encode_document_pb(doc.id, doc.document.fields))
     deleted = tombstone_collection(db, collection).where(
         filter=FieldFilter("recordedAt", ">", since))
-    for tombstone in deleted.stream(timeout=timeout_s):
-        deleted_at = (tombstone.to_dict() or {}).get("deletedAt")
-        if isinstance(deleted_at, dt.datetime):
-            yield Change(collection, tombstone.id, to_ns(deleted_at), None)
+    for tombstone in _pages(db, deleted, "recordedAt", timeout_s=timeout_s):
+        deleted_at = tombstone.document.fields.get("deletedAt")
+        if deleted_at is not None and deleted_at.WhichOneof("value_type") == "timestamp_value":
+            yield Change(collection, tombstone.id, timestamp_ns(deleted_at.timestamp_value),
+                         None)
+
+
+def _pages(db: Any, query: Any, field: str, *, timeout_s: float,
+           page_size: int | None = None) -> Iterator[Any]:
+    """The documents of `query` (an inequality on the timestamp `field`) in (`field`, id)
+    order, a page of `page_size` per query, each page read whole before any is handed on.
+
+    One stream for every change would stay open while the changes are published (a second
+    per `SUBMIT_CHUNK`): past its deadline after a large gap, and with the channel buffering
+    responses ahead of a consumer that is not reading. A page is one short RPC."""
+    from google.api_core.datetime_helpers import DatetimeWithNanoseconds
+
+    from shared.firestore_wire import run_query
+
+    size = page_size or PAGE_SIZE
+    after: dict[str, Any] | None = None
+    while True:
+        ordered = query.order_by(field).order_by("__name__")
+        if after is not None:
+            ordered = ordered.start_after(after)
+        page = list(run_query(db, ordered.limit(size), timeout=timeout_s))
+        yield from page
+        if len(page) < size:
+            return
+        last = page[-1]
+        after = {field: DatetimeWithNanoseconds.from_timestamp_pb(
+            last.document.fields[field].timestamp_value), "__name__": last.id}
 
 
 def _repair_parts(settings: Settings, db: Any, storage_client: Any, collection: str,

@@ -172,28 +172,68 @@ class Publisher:
 
     def publish(self, event: DocumentChange) -> str:
         """Publish one change; returns what happened. Raises only errors worth a retry."""
+        outcome, change = self._prepare(event)
+        if change is None:
+            return outcome
+        self.submit([change])
+        log.info("published %s of %s (event %s)", event.kind, event.document_path,
+                 event.event_id)
+        return "published"
+
+    def publish_many(self, events: Iterable[DocumentChange]) -> list[str | Unavailable]:
+        """Publish several changes in one batch (the local event host's deliveries): what
+        happened to each, in order, as `publish` returns it, or the `Unavailable` error of a
+        change that was not written (its event is to be retried; the others are done)."""
+        events = list(events)
+        outcomes: list[str | Unavailable] = []
+        changes: list[Change] = []
+        for event in events:
+            outcome, change = self._prepare(event)
+            outcomes.append(outcome)
+            if change is not None:
+                changes.append(change)
+        errors = iter(self._publish_changes(changes))
+        published = 0
+        for position, event in enumerate(events):
+            if outcomes[position] != "published":
+                continue
+            error = next(errors)
+            if error is None:
+                published += 1
+                log.debug("published %s of %s (event %s)", event.kind, event.document_path,
+                          event.event_id)
+            else:
+                outcomes[position] = error
+        if events:
+            log.info("published %d of %d changes in one batch (events %s .. %s)", published,
+                     len(events), events[0].event_id, events[-1].event_id)
+        return outcomes
+
+    def _prepare(self, event: DocumentChange) -> tuple[str, Change | None]:
+        """The change to publish for an event, or why there is none (`ignored`, `too_old`,
+        `duplicate`: logged here, the event is acknowledged)."""
         settings = self.settings
         if event.collection not in settings.collections:
             log.warning("ignoring event %s for %s: collection %r is not configured",
                         event.event_id, event.document_path, event.collection)
-            return "ignored"
+            return "ignored", None
         if event.database != settings.database:
             log.warning("ignoring event %s: database %r is not %r", event.event_id,
                         event.database, settings.database)
-            return "ignored"
+            return "ignored", None
         age_s = time.time() - event.event_time_ns / 1e9
         if age_s > settings.max_event_age_s:
             log.error("dropping event %s for %s: %.0f s old, over MAX_EVENT_AGE_S=%g; run "
                       "`python -m ops rebuild --collection %s` if the snapshot drifted",
                       event.event_id, event.document_path, age_s, settings.max_event_age_s,
                       event.collection)
-            return "too_old"
+            return "too_old", None
         try:
             item = (None if event.value is None
                     else encode_document(event.document_id, event.value))
         except TypeError as exc:
             log.error("dropping event %s for %s: %s", event.event_id, event.document_path, exc)
-            return "ignored"
+            return "ignored", None
         change = Change(event.collection, event.document_id, event.version_ns, item)
         with self._lock:
             if item is None and event.old_update_time_ns is not None:
@@ -209,15 +249,22 @@ class Publisher:
                     change.version_ns:
                 log.info("event %s for %s (%s) is already published", event.event_id,
                          event.document_path, event.kind)
-                return "duplicate"
-        self.submit([change])
-        log.info("published %s of %s (event %s)", event.kind, event.document_path,
-                 event.event_id)
-        return "published"
+                return "duplicate", None
+        return "published", change
 
     def submit(self, changes: Iterable[Change]) -> None:
-        """Join this instance's open batch (or lead a new one) and wait until it is published."""
+        """Join this instance's open batch (or lead a new one) and wait until it is published;
+        raises `Unavailable` if any of the changes was not."""
+        for error in self._publish_changes(changes):
+            if error is not None:
+                raise error
+
+    def _publish_changes(self, changes: Iterable[Change]) -> list[Unavailable | None]:
+        """Join this instance's open batch (or lead a new one), wait until it is published, and
+        say for each change whether it was (None) or why not."""
         tickets = [_Ticket(change) for change in changes]
+        if not tickets:
+            return []
         with self._lock:
             batch = self._open
             leader = batch is None
@@ -233,12 +280,20 @@ class Publisher:
                         self._open = None
                 for ticket in batch.tickets:
                     ticket.finish(exc)
-                raise
+                if not isinstance(exc, Exception):
+                    raise
+        errors: list[Unavailable | None] = []
+        deadline = time.monotonic() + self.settings.publish_wait_s + 5
         for ticket in tickets:
-            if not ticket.done.wait(self.settings.publish_wait_s + 5):
-                raise Unavailable("the batch of this change was not published in time")
-            if ticket.error is not None:
-                raise Unavailable(f"publishing failed: {ticket.error}") from ticket.error
+            if not ticket.done.wait(max(0.0, deadline - time.monotonic())):
+                errors.append(Unavailable("the batch of this change was not published in time"))
+            elif ticket.error is not None:
+                error = Unavailable(f"publishing failed: {ticket.error}")
+                error.__cause__ = ticket.error
+                errors.append(error)
+            else:
+                errors.append(None)
+        return errors
 
     # --- leading a batch: the write slot, pending entries, coverage ------------------------
 
