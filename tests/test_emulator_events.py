@@ -112,13 +112,12 @@ def test_the_delivery_route_hands_the_decoded_bytes_to_the_function():
     assert len(received) == 1
 
 
-def wait_for(predicate, timeout_s: float) -> float:
+def wait_for(predicate, timeout_s: float) -> None:
     started = time.monotonic()
     while not predicate():
         if time.monotonic() - started > timeout_s:
             pytest.fail(f"not within {timeout_s} s")
         time.sleep(0.02)
-    return time.monotonic() - started
 
 
 def test_a_write_in_the_emulator_reaches_the_snapshot_through_its_own_events(
@@ -141,15 +140,15 @@ def test_a_write_in_the_emulator_reaches_the_snapshot_through_its_own_events(
         def snapshot_ids() -> list[str]:
             return [item["id"] for item in snapshot_body(bucket)["items"]]
 
+        # Deadlines for a loaded CI machine only: how fast changes land is measured side by
+        # side by `make bench-burst` and `make bench-publish`, not here.
         firestore_client.document("users/u_new").set(user(99))
-        created = wait_for(lambda: "u_new" in snapshot_ids(), 10)
+        wait_for(lambda: "u_new" in snapshot_ids(), 10)
         firestore_client.document("users/u_03").delete()
-        deleted = wait_for(lambda: "u_03" not in snapshot_ids(), 10)
+        wait_for(lambda: "u_03" not in snapshot_ids(), 10)
         for i in range(30):  # a burst: coalesced, and the last change is published
             firestore_client.document(f"users/u_{i % 20:02d}").set(user(i, status="pending"))
-        burst = wait_for(lambda: snapshot_body(bucket)["items"]
-                         == firestore_items(firestore_client), 15)
-        assert created < 2 and deleted < 2 and burst < 3.5, (created, deleted, burst)
+        wait_for(lambda: snapshot_body(bucket)["items"] == firestore_items(firestore_client), 15)
         assert "u_03" in {t["id"] for t in snapshot_body(bucket)["tombstones"]}
     finally:  # later deliveries of this project must not reach a test that is over
         emulators.events.route(firestore_client.project, None)
