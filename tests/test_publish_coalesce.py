@@ -51,7 +51,7 @@ def test_a_burst_in_one_instance_becomes_one_write_per_interval(make_publisher, 
     # The budget: one write per interval of the burst, plus one.
     assert writes <= math.ceil(max(burst, spread) / interval) + 1, \
         f"{writes} writes for a {burst:.2f} s burst"
-    assert acknowledged - burst <= interval + 1.0, "the trailing edge took too long"
+    assert acknowledged - burst <= interval + 3.0, "the trailing edge took too long"
     assert snapshot_body(bucket)["items"] == firestore_items(firestore_client), \
         "the last change of the burst was not published"
 
@@ -65,7 +65,7 @@ def test_instances_share_one_write_slot_and_hand_over_their_batches(make_publish
     writes = sum(p.stats.snapshot_writes for p in instances)
     # One slot per interval over all instances: writes follow the time taken, not the events.
     assert writes <= math.ceil(acknowledged / interval) + 1, f"{writes} writes by 3 instances"
-    assert acknowledged - burst <= 2 * interval + 1.5, "the trailing edge took too long"
+    assert acknowledged - burst <= 2 * interval + 3.0, "the trailing edge took too long"
     assert sum(p.stats.persisted for p in instances) > 0
     assert sum(p.stats.covered_by_others for p in instances) > 0, \
         "no instance's batch was ever published by another instance"

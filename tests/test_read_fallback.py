@@ -50,7 +50,8 @@ def test_hung_firestore_falls_back_within_the_deadline(hung_api, published):
     response = api.get("/users")
     elapsed = time.perf_counter() - started
     assert response.status_code == 200 and response.headers["X-Data-Source"] == "snapshot"
-    assert elapsed < 0.5 + 0.5, f"fallback took {elapsed:.2f}s"
+    # Generous for a loaded CI machine: without the deadline the black hole holds it forever.
+    assert elapsed < 0.5 + 2.5, f"fallback took {elapsed:.2f}s"
     assert elapsed >= 0.45, "the deadline was not waited out: was Firestore tried at all?"
 
 
