@@ -26,9 +26,10 @@ function requestDone(request) {
   });
 }
 
-// One opening per IndexedDB factory, shared by every store of this module instance: the page
-// loads client/open-store.js as an async module ahead of the app, and that opening (30-100 ms
-// measured on a repeat visit) overlaps the loading of the app's other modules.
+// One opening per IndexedDB factory, shared by every store of this module instance: the demo
+// page's early start (page/early.js; client/open-store.js for a page without one), an async
+// module ahead of the app, opens it (30-100 ms measured on a repeat visit) while the app's
+// other modules load.
 const openings = new WeakMap(); // idb factory -> promise of the open database
 
 /** The IndexedDB store of this origin, or null where IndexedDB does not exist. */
