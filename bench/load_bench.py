@@ -82,6 +82,13 @@ new MutationObserver((records, observer) => {
   requestAnimationFrame(() => { window.__load.rows = performance.now(); loadDone(); });
 }).observe(document, { childList: true, subtree: true });
 }"""
+# Where the time went (read after the navigation, nothing run in the page before): the page's
+# answer (the worker's, or the network's) complete, page/early.js running, its reads done.
+STEPS = """() => {
+  const mark = (name) => performance.getEntriesByName(name)[0]?.startTime ?? null;
+  return { ...window.__load, response: performance.getEntriesByType('navigation')[0].responseEnd,
+    early: mark('dashboard-early-start'), read: mark('dashboard-early-read') };
+}"""
 DONE = "() => window.__load && window.__load.data !== null && window.__load.rows !== null"
 # Everything the page keeps but the Firebase Auth session (the SDK's `firebaseLocalStorageDb`).
 FORGET = """async () => {
@@ -114,7 +121,7 @@ def navigate(page, url: str) -> dict:
     with page.expect_console_message(lambda message: message.text == DONE_MESSAGE,
                                      timeout=NAVIGATION_TIMEOUT_MS):
         page.goto(url, wait_until="commit", timeout=NAVIGATION_TIMEOUT_MS)
-    return page.evaluate("window.__load")
+    return page.evaluate(STEPS)
 
 
 def new_context(browser):
@@ -225,6 +232,14 @@ def report(results: dict[str, list[dict]], runs: int) -> int:
         sources = sorted({v["source"] for v in values})
         medians[label] = (statistics.median(data), statistics.median(painted))
         print(f"  {label:<44} {summary(data)}   {summary(painted)}   {','.join(sources)}")
+    print("\n  where the time went (median ms from the navigation's start; - : not reached):")
+    print(f"  {'scenario':<44} {'page answered':>14} {'early.js runs':>14} {'copies read':>12}")
+    for label, values in results.items():
+        steps = []
+        for key in ("response", "early", "read"):
+            found = [v[key] for v in values if v.get(key) is not None]
+            steps.append(f"{statistics.median(found):.0f}" if found else "-")
+        print(f"  {label:<44} {steps[0]:>14} {steps[1]:>14} {steps[2]:>12}")
     before = medians["repeat visit, no worker, no copy (before)"]
     repeat = medians["repeat visit"]
     print(f"\n  repeat visit vs before: first data event {before[0] / repeat[0]:.1f}x sooner, "

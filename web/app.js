@@ -59,13 +59,16 @@ if (!firebase) {
     $('#sign-in-error').hidden = false;
   }
   watchUser(firebase, access);
-  access.subscribe(({ user, admin }) => {
-    noteSignedIn(user ? { uid: user.uid, admin } : null); // for the next visit's early start
-    // The early copy stays only for its own user, and an admin's only while still an admin.
+  access.subscribe(({ user, admin, claims }) => {
+    // Claims unread (offline with an expired token): the note and an early copy of the same uid
+    // stay as they are. Otherwise the early copy stays only for its own user, and an admin's
+    // only while still an admin.
+    const claimsRead = typeof claims?.sub === 'string';
+    if (!user || claimsRead) noteSignedIn(user ? { uid: user.uid, admin } : null); // next visit
     const confirmed = earlyShown && user && user.uid === earlyShown.who.uid
-      && (admin || !earlyShown.who.admin) ? earlyShown.records : null;
+      && (admin || !earlyShown.who.admin || !claimsRead) ? earlyShown.records : null;
     if (earlyShown && !confirmed) dropEarly();
-    if (user || earlyShown) earlyShown = null;
+    earlyShown = null;
     if (user && !dashboard) {
       sessionStorage.removeItem(ENDED_KEY);
       dashboard = startDashboard(firebase, confirmed);

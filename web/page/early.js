@@ -1,6 +1,7 @@
 /**
  * page/early.js: a repeat visit's early start. index.html loads it as an `async` module ahead
- * of app.js: it needs a dozen small modules, not app.js's graph and the Firebase SDK, and
+ * of app.js (and page/early-read.js, which reads the records below, ahead of it): it needs a
+ * dozen small modules, not app.js's graph and the Firebase SDK, and
  * before Firebase Authentication has restored the session (its SDK to load and compile, the
  * web config to read, `authStateReady()`), it paints the copy of the data this browser saved
  * for the person signed in here, and announces it (`usersDataChanged`, `jobsDataChanged`,
@@ -19,22 +20,16 @@
  * browser's own): it keeps one person's data off another person's screen.
  */
 
-import { indexedDbStore } from '../client/idb-store.js';
 import { CACHE_LABEL_AGE_MS, parseCopy } from '../client/cache.js';
 import { byId, createCollectionStates } from '../client/collections.js';
-import { tokenIdentity } from '../client/transport.js';
 import { readConfig } from './config.js';
+import { reads, store } from './early-read.js';
 import { paintCopy, unpaint } from './tables.js';
 
 export const SIGNED_IN_KEY = 'dashboard-signed-in'; // localStorage: `{ uid, admin }`
 export const COLLECTIONS = ['users', 'jobs'];
-export const FIREBASE_APP_NAME = 'dashboard'; // page/firebase.js's initializeApp name
-const FIREBASE_DB = 'firebaseLocalStorageDb'; // the SDK's indexedDBLocalPersistence
-const FIREBASE_STORE = 'firebaseLocalStorage';
-const SESSION_TIMEOUT_MS = 1000;
 
-const store = indexedDbStore();
-store?.warm(); // the saved copies' database, opened now (it was client/open-store.js's job)
+performance.mark('dashboard-early-start'); // bench/load_bench.py reports these marks
 
 /** The page's note of who was signed in last, `{ uid, admin }`, or null. */
 export function signedInNote() {
@@ -56,63 +51,14 @@ export function noteSignedIn(who) {
   }
 }
 
-/**
- * Who the Firebase SDK's persisted session of the page's app names, `{ uid, admin }` (the
- * admin claim of its last ID token, expired or not), or null: none, several users, or the
- * database absent (never created here: an open that would create it is aborted).
- */
-function persistedSession(idb = globalThis.indexedDB) {
-  return new Promise((resolve) => {
-    if (!idb) {
-      resolve(null);
-      return;
-    }
-    const timer = setTimeout(() => resolve(null), SESSION_TIMEOUT_MS);
-    const done = (value) => { clearTimeout(timer); resolve(value); };
-    let request;
-    try {
-      request = idb.open(FIREBASE_DB);
-    } catch {
-      done(null);
-      return;
-    }
-    request.onupgradeneeded = () => request.transaction.abort(); // no session: leave no database
-    request.onerror = () => done(null);
-    request.onblocked = () => done(null);
-    request.onsuccess = () => {
-      const db = request.result;
-      const finish = (value) => { db.close(); done(value); };
-      if (!db.objectStoreNames.contains(FIREBASE_STORE)) {
-        finish(null);
-        return;
-      }
-      const all = db.transaction(FIREBASE_STORE, 'readonly').objectStore(FIREBASE_STORE).getAll();
-      all.onerror = () => finish(null);
-      all.onsuccess = () => {
-        const users = all.result.filter((entry) => typeof entry?.fbase_key === 'string'
-          && entry.fbase_key.startsWith('firebase:authUser:')
-          && entry.fbase_key.endsWith(`:${FIREBASE_APP_NAME}`)).map((entry) => entry.value);
-        const uids = new Set(users.map((user) => user?.uid));
-        if (users.length === 0 || uids.size !== 1 || typeof users[0]?.uid !== 'string') {
-          finish(null);
-          return;
-        }
-        const claims = users.map((user) => tokenIdentity(user?.stsTokenManager?.accessToken));
-        const admin = claims.every((who) => who?.uid === users[0].uid && who.admin);
-        finish({ uid: users[0].uid, admin });
-      };
-    };
-  });
-}
-
 /** The saved copies `{ name: record }` `who` may see now (all collections, or null). */
-async function savedCopies(who, api) {
-  if (!store) return null;
-  const states = createCollectionStates(api, COLLECTIONS);
+function savedCopies(entries, who, api) {
+  if (!entries) return null;
+  const texts = new Map(entries);
   const now = Date.now();
   const records = {};
-  for (const [name, state] of states) {
-    const record = parseCopy(await store.get(state.cacheKey), who, now);
+  for (const [name, state] of createCollectionStates(api, COLLECTIONS)) {
+    const record = parseCopy(texts.get(state.cacheKey), who, now);
     if (!record) return null; // one missing: the data client's own start, as without this
     records[name] = record;
   }
@@ -122,9 +68,11 @@ async function savedCopies(who, api) {
 /** `{ who, records }` of the copy painted early, or null when nothing was. */
 async function start() {
   const note = signedInNote();
-  if (!note || !store) return null;
+  if (!note) return null;
   try {
-    const [session, records] = await Promise.all([persistedSession(), savedCopies(note, readConfig().api)]);
+    const [session, entries] = await Promise.all([reads.session, reads.copies]);
+    performance.mark('dashboard-early-read');
+    const records = savedCopies(entries, note, readConfig().api);
     if (!session || session.uid !== note.uid || !records) return null;
     const who = { uid: note.uid, admin: note.admin && session.admin };
     if (Object.values(records).some((record) => record.admin && !who.admin)) return null;
