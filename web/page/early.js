@@ -68,7 +68,9 @@ function savedCopies(entries, who, api) {
 /** `{ who, records }` of the copy painted early, or null when nothing was. */
 async function start() {
   const note = signedInNote();
-  if (!note) return null;
+  // Only for the data view: a page opened on the migration panel or the status page (the hashes
+  // of admin/tools.js's viewOf) shows those, and laying out 1,000 rows there only delays them.
+  if (!note || /^#(migrate|status)(\/|$)/.test(location.hash)) return null;
   try {
     const [session, entries] = await Promise.all([reads.session, reads.copies]);
     performance.mark('dashboard-early-read');
