@@ -3,9 +3,12 @@
 // Authentication, live mode's Firestore), page/sign-in.js (who is signed in, what they may do),
 // page/tables.js (the users and jobs tables and their badges), page/user-form.js (add and edit
 // a user), and the admin tabs (admin/tools.js: the migration panel and the status page).
+// page/early.js (loaded ahead of this module by index.html) paints the saved copy of the person
+// signed in here before Authentication has answered; this module confirms or drops it.
 import { mountAdminTools } from './admin/tools.js';
 import { createDataClient } from './data-client.js';
 import { readConfig } from './page/config.js';
+import { dropEarly, early, noteSignedIn } from './page/early.js';
 import { connectFirestore, loadWebConfig, startFirebase } from './page/firebase.js';
 import { createAccess, mountSignIn, watchUser } from './page/sign-in.js';
 import { mountTables } from './page/tables.js';
@@ -22,12 +25,16 @@ const access = createAccess();
 window.dashboard = { config, access }; // for the console and the browser tests
 
 $('#api-label').textContent = config.api;
-const firebase = await loadWebConfig(config).then((web) => web && startFirebase(web))
+const starting = loadWebConfig(config).then((web) => web && startFirebase(web))
   .catch((error) => {
     $('#setup-note').hidden = false;
     $('#setup-note').textContent = `Firebase could not start (${error.message}): nobody can sign in.`;
     return null;
   });
+// `{ who, records }`: the copy page/early.js painted, until Authentication confirms its user.
+let earlyShown = await early;
+window.dashboard.earlyStart = earlyShown ? 'shown' : 'none';
+const firebase = await starting;
 window.dashboard.firebase = firebase;
 
 if (!firebase) {
@@ -39,7 +46,9 @@ if (!firebase) {
       + 'give without a token.';
   }
   document.body.dataset.access = 'open';
-  startDashboard(null);
+  if (earlyShown) dropEarly({ forget: false }); // nobody can be confirmed: off the page (kept)
+  earlyShown = null;
+  startDashboard(null, null);
 } else {
   let dashboard = null;
   let signingOut = false;
@@ -50,10 +59,19 @@ if (!firebase) {
     $('#sign-in-error').hidden = false;
   }
   watchUser(firebase, access);
-  access.subscribe(({ user }) => {
+  access.subscribe(({ user, admin, claims }) => {
+    // Claims unread (offline with an expired token): the note and an early copy of the same uid
+    // stay as they are. Otherwise the early copy stays only for its own user, and an admin's
+    // only while still an admin.
+    const claimsRead = typeof claims?.sub === 'string';
+    if (!user || claimsRead) noteSignedIn(user ? { uid: user.uid, admin } : null); // next visit
+    const confirmed = earlyShown && user && user.uid === earlyShown.who.uid
+      && (admin || !earlyShown.who.admin || !claimsRead) ? earlyShown.records : null;
+    if (earlyShown && !confirmed) dropEarly();
+    earlyShown = null;
     if (user && !dashboard) {
       sessionStorage.removeItem(ENDED_KEY);
-      dashboard = startDashboard(firebase);
+      dashboard = startDashboard(firebase, confirmed);
     } else if (!user && dashboard) {
       // By Sign out (already cleaned up), in another tab, or the SDK dropped a revoked session.
       if (!signingOut) {
@@ -67,8 +85,11 @@ if (!firebase) {
   if (!firebase.auth.currentUser) access.set(null, null);
 }
 
-/** The tables, the form and the admin tabs for the signed-in user (or nobody: `firebase` null). */
-function startDashboard(fb) {
+/**
+ * The tables, the form and the admin tabs for the signed-in user (or nobody: `firebase` null).
+ * `shownCopies`: the saved copies page/early.js painted, confirmed as this user's.
+ */
+function startDashboard(fb, shownCopies) {
   // Firestore's SDK (some 800 kB to compile) once the first data is painted, not before: a
   // repeat visit shows the saved copy first; live mode follows a frame later.
   const live = config.live && fb
@@ -82,6 +103,7 @@ function startDashboard(fb) {
     pageSize: 1000, // the read API's default MAX_LIMIT: one request per collection (the client
     // falls back to the server's default page size if a deployment allows less)
     live,
+    shownCopies,
   });
   Object.assign(window.dashboard, { client, live });
   const view = {
@@ -114,5 +136,6 @@ function endSession() {
   const client = window.dashboard.client;
   client?.stop();
   client?.clearCache?.(); // the per-user cache of web/client/cache.js, where there is one
+  noteSignedIn(null); // no early start for anyone until someone signs in again
   sessionStorage.clear(); // this tab's copies of the data (and of the web config)
 }

@@ -9,7 +9,11 @@
   and it saves once the network is back; a migration offline is refused the same way;
 - back online, the page catches up by itself with a change made while it was offline;
 - another user on the same browser sees none of the first user's data (and the copy is gone);
-- a new version of the app shell is fetched in the background and announced, not forced.
+- a new version of the app shell is fetched in the background and announced, not forced;
+- the early start (web/page/early.js) paints the saved copy before Authentication answers, and
+  only when the page's note of who was signed in, the Firebase SDK's own persisted session
+  and the copy's owner are one user: a signed-out browser, or a copy and a note that are not
+  the persisted session's user, never show a row.
 
 The "other user" is the stack's sample viewer, signed in through the page's card after the first
 user signs out (`sign_in_as_other_user`). Plus the files that make
@@ -51,6 +55,50 @@ for (const type of ['usersDataChanged', 'jobsDataChanged', 'dataError']) {
     code: event.detail.error?.code ?? null, t: performance.now() }));
 }
 """
+# Whether a users or jobs row was ever in the page (an early paint taken off again counts).
+RECORD_PAINTS = """
+window.__painted = 0;
+new MutationObserver(() => {
+  const painted = '#users-table tr[data-id], #jobs-table tr[data-id]';
+  window.__painted += document.querySelectorAll(painted).length;
+}).observe(document, { childList: true, subtree: true });
+"""
+# The page's own records (raw): the saved copies, its note of who signed in, the Firebase SDK's
+# persisted session; `put` writes copies back, `forget_session` deletes only the SDK's session.
+PAGE_RECORDS = """async (options) => {
+  const { put = null, note = undefined, forgetSession = false } = options ?? {};
+  const open = (name) => new Promise((resolve, reject) => {
+    const request = indexedDB.open(name);
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+  const done = (request) => new Promise((resolve, reject) => {
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+  const copies = await open('dashboard-data-client');
+  if (put) {
+    const store = copies.transaction('copies', 'readwrite').objectStore('copies');
+    for (const [key, text] of Object.entries(put)) await done(store.put(text, key));
+  }
+  const store = copies.transaction('copies').objectStore('copies');
+  const keys = await done(store.getAllKeys());
+  const texts = await done(store.getAll());
+  copies.close();
+  if (note !== undefined) localStorage.setItem('dashboard-signed-in', JSON.stringify(note));
+  const session = await open('firebaseLocalStorageDb');
+  if (forgetSession) {
+    await done(session.transaction('firebaseLocalStorage', 'readwrite')
+      .objectStore('firebaseLocalStorage').clear());
+  }
+  const users = (await done(session.transaction('firebaseLocalStorage')
+    .objectStore('firebaseLocalStorage').getAll()))
+    .filter((entry) => entry.fbase_key.startsWith('firebase:authUser:'))
+    .map((entry) => entry.value.uid);
+  session.close();
+  return { copies: Object.fromEntries(keys.map((key, i) => [key, texts[i]])), users,
+    note: JSON.parse(localStorage.getItem('dashboard-signed-in')) };
+}"""
 SHELL_CACHES = """async () => {
   const names = (await caches.keys()).filter((name) => name.startsWith('dashboard-shell-'));
   const out = {};
@@ -101,6 +149,16 @@ def events(page) -> list[dict]:
     return page.evaluate("window.__events")
 
 
+def wait_for_held(page, held: list) -> None:
+    """Until a read is held by the page's route (Playwright runs route handlers only while it
+    is called: a plain sleep would never see one)."""
+    for _ in range(100):
+        if held:
+            return
+        page.wait_for_timeout(100)
+    pytest.fail("the reads were never sent (waited 10 s)")
+
+
 def api_pattern(stack) -> re.Pattern:
     return re.compile(rf"^{re.escape(stack.url)}/(users|jobs)(\?|/|$)")
 
@@ -118,7 +176,9 @@ def test_a_repeat_visit_shows_the_previous_data_before_any_network_answer(
     expect(badge(page, "jobs")).to_have_attribute("data-source", "cache")
     expect(rows(page, "users")).to_have_count(users)
     expect(badge(page, "users")).to_contain_text("cached copy")
-    assert held, "the reads were sent"
+    # The early start paints before the data client exists: the reads may not be out yet.
+    wait_for_held(page, held)
+    expect(badge(page, "users")).to_have_attribute("data-source", "cache")
     shown = [e for e in events(page) if e["type"] == "usersDataChanged"]
     assert [e["source"] for e in shown] == ["cache"], shown
     for route in list(held):
@@ -224,6 +284,84 @@ def test_another_user_on_the_same_browser_sees_none_of_the_first_users_data(
     assert not [e for e in events(page) if e["type"].endswith("DataChanged") and e["count"]]
     expect(rows(page, "users")).to_have_count(0)
     assert all(copy["uid"] not in first for copy in page.evaluate(SAVED_COPIES))
+
+
+def test_the_early_start_shows_the_copy_of_the_user_signed_in_and_keeps_it_once_confirmed(
+        stack, static_site, new_page):
+    url = stack.page_url(origin=static_site, live=False)
+    page = visit(new_page, url)
+    users = rows(page, "users").count()
+    held = []
+    page.route(api_pattern(stack), lambda route: held.append(route))
+    page.reload()
+    page.wait_for_function("() => window.dashboard?.earlyStart !== undefined")
+    assert page.evaluate("window.dashboard.earlyStart") == "shown"
+    expect(badge(page, "users")).to_have_attribute("data-source", "cache")
+    expect(rows(page, "users")).to_have_count(users)
+    expect(page.locator("#auth-chip")).to_contain_text("admin@example.com")  # confirmed
+    expect(rows(page, "users")).to_have_count(users)  # kept: the same user
+    shown = [e for e in events(page) if e["type"] == "usersDataChanged"]
+    assert [e["source"] for e in shown] == ["cache"], shown  # announced once, not twice
+    for route in list(held):
+        route.continue_()
+    page.unroute(api_pattern(stack))
+    expect(badge(page, "users")).to_have_attribute("data-source", "firestore")
+    expect(page.locator("#f-name")).to_be_editable()  # the form was handed its handlers
+
+
+def blank(page, origin: str) -> None:
+    """A page of the dashboard's origin where its app does not run (its records, untouched by
+    the Firebase SDK's tab sync)."""
+    page.goto(f"{origin}/styles.css")
+
+
+def test_the_early_start_never_shows_a_copy_when_nobody_is_signed_in(stack, static_site, new_page):
+    url = stack.page_url(origin=static_site, live=False)
+    page = visit(new_page, url)
+    page.context.add_init_script(RECORD_PAINTS)
+    blank(page, static_site)
+    # Signed out behind the page's back: the note and the copies stay, the SDK's session goes.
+    records = page.evaluate(PAGE_RECORDS, {"forgetSession": True})
+    assert records["copies"] and records["note"] and not records["users"]
+    page.goto(url)
+    page.wait_for_function("() => window.dashboard?.earlyStart !== undefined")
+    assert page.evaluate("window.dashboard.earlyStart") == "none"
+    expect(page.locator("#sign-in-email")).to_be_visible()
+    expect(rows(page, "users")).to_have_count(0)
+    assert page.evaluate("window.__painted") == 0, "a row was painted"
+    assert not [e for e in events(page) if e["type"].endswith("DataChanged") and e["count"]]
+    assert page.evaluate("localStorage.getItem('dashboard-signed-in')") is None  # nobody: noted
+
+
+def test_the_early_start_never_shows_another_users_copy(stack, static_site, new_page):
+    url = stack.page_url(origin=static_site, live=False)
+    page = visit(new_page, url)
+    blank(page, static_site)
+    admin = page.evaluate(PAGE_RECORDS)
+    (admin_uid,) = {json.loads(text)["uid"] for text in admin["copies"].values()}
+    assert admin["users"] == [admin_uid] and admin["note"]["uid"] == admin_uid
+    page.goto(url)
+    sign_in_as_other_user(page, stack, static_site)  # the viewer's session persisted now
+    page.wait_for_function("() => localStorage.getItem('dashboard-signed-in') !== null")
+    page.context.add_init_script(RECORD_PAINTS)
+    blank(page, static_site)
+    viewer = page.evaluate(PAGE_RECORDS)
+    assert viewer["users"] and viewer["users"] != [admin_uid]
+    assert not any(admin_uid in text for text in viewer["copies"].values()), "sign-out cleared"
+    # The admin's copies back in the store, with a note naming the admin (as a tab that saved
+    # them late might leave), then with the viewer's own note: the SDK's session is the viewer's.
+    for note in (admin["note"], viewer["note"]):
+        page.evaluate(PAGE_RECORDS, {"put": admin["copies"], "note": note})
+        page.goto(url)
+        page.wait_for_function("() => window.dashboard?.earlyStart !== undefined")
+        assert page.evaluate("window.dashboard.earlyStart") == "none", note
+        expect(page.locator("#auth-chip")).to_contain_text("viewer@example.com")
+        expect(badge(page, "users")).to_have_attribute("data-source", "none")  # a viewer: refused
+        assert page.evaluate("window.__painted") == 0, f"a row was painted ({note})"
+        assert not [e for e in events(page) if e["type"].endswith("DataChanged") and e["count"]]
+        blank(page, static_site)
+        after = page.evaluate(PAGE_RECORDS)
+        assert not any(admin_uid in text for text in after["copies"].values()), note
 
 
 def test_a_new_version_of_the_app_is_fetched_in_the_background_and_announced(

@@ -95,6 +95,26 @@ async function writeCopy(ctx, state, record, epoch) {
   state.copyInfo = { savedAt: record.savedAt, count: record.items.length, asOf: record.asOf };
 }
 
+/**
+ * The saved copy `text` as a record when `who` (`{ uid, admin }`) may be shown it now: it
+ * parses, has this format, is `who`'s (and not saved with an admin claim `who` lacks), is at
+ * most `maxCacheAgeMs` old and `maxCacheBytes` long. Null otherwise (the caller deletes it).
+ */
+export function parseCopy(text, who, now, { maxCacheAgeMs = MAX_CACHE_AGE_MS, maxCacheBytes = MAX_CACHE_BYTES } = {}) {
+  if (typeof text !== 'string' || !who) return null;
+  let record = null;
+  try {
+    record = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  const age = now - record?.savedAt;
+  const usable = record && record.v === CACHE_FORMAT && Array.isArray(record.items)
+    && record.uid === who.uid && !(record.admin && !who.admin)
+    && age >= 0 && age <= maxCacheAgeMs && byteLength(text) <= maxCacheBytes;
+  return usable ? record : null;
+}
+
 /** The collection's saved copy for the current user, or null (bad ones are deleted). */
 export async function restoreCopy(ctx, state) {
   if (!ctx.store) return null;
@@ -103,17 +123,8 @@ export async function restoreCopy(ctx, state) {
     if (!who) return null; // signed out (or not yet): nothing shown, nothing deleted
     const text = await ctx.store.get(state.cacheKey);
     if (typeof text !== 'string') return null;
-    let record = null;
-    try {
-      record = JSON.parse(text);
-    } catch {
-      // dropped below
-    }
-    const age = ctx.now() - record?.savedAt;
-    const usable = record && record.v === CACHE_FORMAT && Array.isArray(record.items)
-      && record.uid === who.uid && !(record.admin && !who.admin)
-      && age >= 0 && age <= ctx.opts.maxCacheAgeMs && byteLength(text) <= ctx.opts.maxCacheBytes;
-    if (!usable) {
+    const record = parseCopy(text, who, ctx.now(), ctx.opts);
+    if (!record) {
       await ctx.store.delete(state.cacheKey);
       return null;
     }
@@ -124,10 +135,8 @@ export async function restoreCopy(ctx, state) {
   }
 }
 
-/** Show the saved copy unless the collection already has data; true when it did. */
-export async function showCopy(ctx, state) {
-  const record = await restoreCopy(ctx, state);
-  if (!record || state.loaded) return false;
+/** Make the saved copy `record` the collection's data (`source: 'cache'`, stale). */
+function applyCopy(state, record) {
   state.items = new Map(record.items.filter((item) => typeof item?.id === 'string')
     .map((item) => [item.id, item]));
   state.asOf = record.asOf ?? null;
@@ -139,7 +148,26 @@ export async function showCopy(ctx, state) {
   state.source = 'cache';
   state.stale = true;
   state.loaded = true;
+}
+
+/** Show the saved copy unless the collection already has data; true when it did. */
+export async function showCopy(ctx, state) {
+  const record = await restoreCopy(ctx, state);
+  if (!record || state.loaded) return false;
+  applyCopy(state, record);
   emit(ctx, state);
+  return true;
+}
+
+/**
+ * Take on the saved copy `record` that the page already showed and announced (its early start,
+ * web/page/early.js, for the user the page has since confirmed): the same state as
+ * `showCopy`, without a second event.
+ */
+export function adoptCopy(ctx, state, record) {
+  if (state.loaded) return false;
+  state.copyInfo = { savedAt: record.savedAt, count: record.items.length, asOf: record.asOf ?? null };
+  applyCopy(state, record);
   return true;
 }
 

@@ -7,7 +7,8 @@
  */
 
 import {
-  CACHE_LABEL_AGE_MS, MAX_CACHE_AGE_MS, MAX_CACHE_BYTES, clearCopies, copyInfo, showCopy, storeFor,
+  CACHE_LABEL_AGE_MS, MAX_CACHE_AGE_MS, MAX_CACHE_BYTES, adoptCopy, clearCopies, copyInfo, showCopy,
+  storeFor,
 } from './cache.js';
 import { createCollectionStates, modeOf, stateOf } from './collections.js';
 import { detailOf } from './events.js';
@@ -75,6 +76,7 @@ export class DataClient extends EventTarget {
   #ctx;
   #startPromise = null;
   #listeners = [];
+  #shownCopies;
 
   constructor(options = {}) {
     super();
@@ -84,6 +86,7 @@ export class DataClient extends EventTarget {
       pollLater(ctx, state);
     };
     this.#ctx = ctx;
+    this.#shownCopies = { ...options.shownCopies };
     ctx.store?.warm?.(); // the saved copies are read first thing in start()
     if (options.live) useLive(ctx, options.live, options.liveProbeUrl ?? null);
   }
@@ -101,8 +104,11 @@ export class DataClient extends EventTarget {
     this.#listeners = watchPage(ctx);
     this.#startPromise = Promise.all(this.collections.map(async (name) => {
       const state = stateOf(ctx, name);
-      // Stale-while-revalidate: the saved copy as soon as the store answers, the read at once.
-      state.restoring = showCopy(ctx, state);
+      // Stale-while-revalidate: the saved copy as soon as the store answers, the read at once;
+      // or the copy the page already showed for this very user (`shownCopies`), taken on.
+      const shown = this.#shownCopies[name];
+      delete this.#shownCopies[name];
+      state.restoring = shown ? Promise.resolve(adoptCopy(ctx, state, shown)) : showCopy(ctx, state);
       await run(state, () => load(ctx, state));
       ctx.afterRun(state);
     })).then(() => undefined);

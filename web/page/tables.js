@@ -43,7 +43,7 @@ function renderBadge(name) {
   badge.dataset.outdated = String(Boolean(detail.outdated));
   badge.textContent = (offline ? 'offline · ' : '') + (detail.mode === 'live' ? 'live · firestore'
     : detail.stale ? `${label} · stale · ${when}` : `${mode}${label} · ${when}`);
-  const liveError = config.live && detail.mode !== 'live' ? client.usage(name).liveError : null;
+  const liveError = client && config.live && detail.mode !== 'live' ? client.usage(name).liveError : null;
   badge.title = (detail.stale
     ? `${detail.cachedAt ? 'Showing the copy saved in this browser until the API answers'
       : 'The API cannot be reached: showing the data last received'} (data as of ${detail.asOf ?? '?'}).`
@@ -206,12 +206,41 @@ function renderTable(name) {
 }
 
 /**
+ * Paint a collection's saved copy before the page has a data client (page/early.js): `detail`
+ * as a `DataChanged` event's. The dashboard shows, inert (its buttons, filters and form) until
+ * `mountTables` gives it its handlers.
+ */
+export function paintCopy(name, detail) {
+  page.view ??= { users: { detail: null, error: null, filter: '' }, jobs: { detail: null, error: null, filter: '' } };
+  page.view[name].detail = detail;
+  $('#dashboard').hidden = false;
+  $('main.layout').inert = true;
+  renderTable(name);
+}
+
+/** Take the early copy off the page (page/early.js: not this user's to see). */
+export function unpaint(names) {
+  for (const name of names) {
+    if (page.view?.[name]) page.view[name].detail = null;
+    rowCache[name]?.clear();
+    $(`#${name}-table tbody`).replaceChildren();
+    $(`#${name}-count`).textContent = '';
+    if (page.view) renderTable(name);
+  }
+  $('#dashboard').hidden = true;
+}
+
+/**
  * Render the tables of `collections` from the client's events. `view` holds each one's last
  * detail, error and filter, and the user being edited; `startEdit(id)` and `resetForm()` are
  * the user form's (page/user-form.js).
  */
 export function mountTables({ client, config, view, collections, startEdit, resetForm }) {
+  for (const name of collections) {
+    view[name].detail ??= page.view?.[name]?.detail ?? null; // what page/early.js painted
+  }
   Object.assign(page, { client, config, view, api: config.api, startEdit, resetForm });
+  $('main.layout').inert = false;
   for (const name of collections) {
     window.addEventListener(`${name}DataChanged`, (event) => {
       view[name].detail = event.detail;

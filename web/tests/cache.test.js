@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
 import { MAX_CACHE_AGE_MS, createDataClient } from '../data-client.js';
+import { parseCopy } from '../client/cache.js';
 import { CACHE_FORMAT } from '../client/collections.js';
 import { tokenIdentity } from '../client/transport.js';
 import { FakeBackend, FakeClock, FakeDocument, flush, testToken } from './fakes.js';
@@ -127,6 +128,54 @@ describe('stale-while-revalidate', () => {
     const client = await env.visit();
     assert.equal(client.state('users').source, 'cache');
     assert.ok(env.events.some((e) => e.type === 'dataError'));
+  });
+});
+
+describe('a copy the page already showed (shownCopies, web/page/early.js)', () => {
+  test('is taken on without a second event, then the answer replaces it', async () => {
+    const env = setup();
+    await env.visit();
+    const record = env.store.copy('users');
+    env.clock.time += 60_000;
+    const { client, before } = await startHeld(env, { shownCopies: { users: record } });
+    assert.equal(before.length, 0, 'the page announced it already: no second cache event');
+    const [answer] = env.shown();
+    assert.equal(answer.source, 'firestore');
+    assert.equal(env.shown().length, 1);
+    assert.equal(client.cachedCopy('users').count, 3);
+  });
+
+  test('held reads: the client reports the copy taken on as its state', async () => {
+    const env = setup();
+    await env.visit();
+    const record = env.store.copy('users');
+    env.backend.gate = new Promise(() => {}); // never answered
+    const client = env.make({ shownCopies: { users: record } });
+    client.start();
+    await flush();
+    const state = client.state('users');
+    assert.equal(state.source, 'cache');
+    assert.equal(state.mode, 'cache');
+    assert.deepEqual(state.items.map((item) => item.id), ['u0', 'u1', 'u2']);
+    client.stop();
+  });
+});
+
+describe('parseCopy: who may be shown a saved copy', () => {
+  const text = (fields) => JSON.stringify({ v: CACHE_FORMAT, uid: 'ada', admin: true, savedAt: 1000,
+    asOf: null, items: [{ id: 'u1' }], ...fields });
+  test('its owner, with the claim it was saved with, within its age', () => {
+    assert.ok(parseCopy(text({}), { uid: 'ada', admin: true }, 2000));
+    assert.ok(parseCopy(text({ admin: false }), { uid: 'ada', admin: false }, 2000));
+  });
+  test('nobody else, no lost claim, nothing too old, broken or of another format', () => {
+    assert.equal(parseCopy(text({}), { uid: 'bob', admin: true }, 2000), null);
+    assert.equal(parseCopy(text({}), { uid: 'ada', admin: false }, 2000), null);
+    assert.equal(parseCopy(text({}), null, 2000), null);
+    assert.equal(parseCopy(text({}), { uid: 'ada', admin: true }, 1000 + MAX_CACHE_AGE_MS + 1), null);
+    assert.equal(parseCopy(text({ v: CACHE_FORMAT + 1 }), { uid: 'ada', admin: true }, 2000), null);
+    assert.equal(parseCopy('{"v":', { uid: 'ada', admin: true }, 2000), null);
+    assert.equal(parseCopy(null, { uid: 'ada', admin: true }, 2000), null);
   });
 });
 
