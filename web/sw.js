@@ -47,8 +47,8 @@ function currentCache() {
   return current;
 }
 
-/** Same-origin, in-scope URLs a shell file refers to. */
-function references(url, text) {
+/** Same-origin, in-scope URLs a shell file refers to (`dynamic`: a module's `import()` too). */
+function references(url, text, { dynamic = true } = {}) {
   const found = new Set();
   const add = (ref) => {
     if (!ref || ref.startsWith('data:') || ref.includes('${')) return;
@@ -70,7 +70,8 @@ function references(url, text) {
     }
   } else if (url.endsWith('.js')) {
     const patterns = [/\b(?:import|export)\s[^'"`;]*?\bfrom\s*['"]([^'"]+)['"]/g,
-      /\bimport\s*['"]([^'"]+)['"]/g, /\bimport\(\s*['"]([^'"]+)['"]\s*\)/g];
+      /\bimport\s*['"]([^'"]+)['"]/g];
+    if (dynamic) patterns.push(/\bimport\(\s*['"]([^'"]+)['"]\s*\)/g);
     for (const pattern of patterns) for (const match of text.matchAll(pattern)) {
       if (/^\.{0,2}\//.test(match[1])) add(match[1]);
     }
@@ -140,6 +141,25 @@ async function versionOf(files) {
   return [...digest.slice(0, 8)].map((byte) => byte.toString(16).padStart(2, '0')).join('');
 }
 
+/**
+ * The page's first modules: the scripts index.html names and what they import statically (not
+ * what they load later with `import()`: page/early.js loads app.js once the saved copy is
+ * painted). Only these are preloaded: preloading app.js's graph too held the early start back.
+ */
+async function firstModules(files, entry) {
+  const first = new Set();
+  const isModule = (url) => url.endsWith('.js') && !url.includes('/vendor/') && url !== self.location.href;
+  const queue = [...references(entry, await files.get(entry).clone().text())].filter(isModule);
+  while (queue.length > 0) {
+    const url = queue.pop();
+    if (first.has(url) || !files.has(url)) continue;
+    first.add(url);
+    const text = await files.get(url).clone().text();
+    queue.push(...[...references(url, text, { dynamic: false })].filter(isModule));
+  }
+  return [...first].sort();
+}
+
 let refreshing = null;
 
 /**
@@ -154,10 +174,9 @@ function refreshShell() {
     const previous = await currentCache();
     const anyPrevious = previous ?? (await caches.keys()).find((key) => key.startsWith(CACHE_PREFIX));
     if (previous !== name) {
+      const modules = await firstModules(files, new URL(ENTRY, scopeUrl()).href); // before put() reads the bodies
       const cache = await caches.open(name);
       await Promise.all([...files].map(([url, response]) => cache.put(url, response)));
-      const modules = [...files.keys()].filter((url) => url.endsWith('.js') && !url.includes('/vendor/')
-        && url !== self.location.href);
       await cache.put(COMPLETE, new Response(JSON.stringify({ version, modules, at: Date.now() })));
     }
     current = Promise.resolve(name);
@@ -201,9 +220,9 @@ async function cached(name, key) {
 }
 
 /**
- * index.html with a `<link rel="modulepreload">` per module of the shell (the Firebase SDK
- * excepted: the page loads it later), so that the browser asks for them all at once instead of
- * one level of imports after another (five levels: that waterfall was most of a repeat visit).
+ * index.html with a `<link rel="modulepreload">` per first module of the page (firstModules),
+ * so that the browser asks for them all at once instead of one level of imports after another
+ * (a waterfall of levels was most of a repeat visit).
  * The worker knows the module graph from its crawl; the page keeps no list. Links are not
  * scripts: the page's CSP (and its import map's hash) is unchanged.
  */

@@ -15,7 +15,7 @@ def test_stack_app_serves_the_page_at_the_root():
     assert page.headers["Content-Type"] == "text/html; charset=utf-8"
     assert page.headers["Cache-Control"] == "no-cache"
     assert "connect-src 'self'" in page.headers["Content-Security-Policy"]
-    assert b'src="app.js"' in page.data
+    assert b'src="page/early.js"' in page.data  # which loads app.js (web/page/early.js)
     assert client.get("/index.html").data == page.data
     for path, kind in (("/app.js", "text/javascript"), ("/data-client.js", "text/javascript"),
                        ("/styles.css", "text/css")):

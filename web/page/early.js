@@ -106,6 +106,14 @@ async function start() {
 /** What the early start painted: `{ who, records }`, or null (app.js awaits it first). */
 export const early = start();
 
+// The page itself (app.js, its ~40 modules and the Firebase SDK) and its service worker load once
+// the copy is painted, or at once when there is none: fetched and compiled beside the early
+// start, they delayed its first module by 60-100 ms (measured with bench/load_bench.py).
+early.finally(() => {
+  import('../app.js');
+  import('../sw-register.js');
+});
+
 /**
  * Authentication named someone else, or nobody: the early copy leaves the page, and (`forget`)
  * every saved copy and the note are deleted (another person's, or a session's that ended).
