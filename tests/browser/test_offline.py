@@ -396,7 +396,10 @@ def test_the_page_is_installable_and_the_worker_is_served_fresh():
     client = Client(create_static_app(WEB_DIR))
     page = client.get("/")
     assert b'rel="manifest" href="manifest.webmanifest"' in page.data
-    assert b'src="sw-register.js"' in page.data
+    # The worker's registration: page/early.js, the page's script, imports sw-register.js.
+    assert b'src="page/early.js"' in page.data
+    assert client.get("/page/early.js").status_code == 200
+    assert "import('../sw-register.js')" in (WEB_DIR / "page" / "early.js").read_text()
     csp = page.headers["Content-Security-Policy"]
     assert "worker-src 'self'" in csp and "manifest-src 'self'" in csp
     manifest = client.get("/manifest.webmanifest")
