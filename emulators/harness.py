@@ -205,6 +205,18 @@ def _death_signal_setter(sig: signal.Signals = signal.SIGTERM):
     return lambda: prctl(PR_SET_PDEATHSIG, sig)
 
 
+def _with_death_signal(command: list[str], sig: signal.Signals):
+    """`command` started so that it gets `sig` when the thread that started it ends: through
+    util-linux's `setpriv --pdeathsig` where it is (then no ``preexec_fn``), else the returned
+    ``preexec_fn``. A ``preexec_fn`` makes Python run its fork handlers in the child, and gRPC's
+    (a test's Firestore client in the same process) then aborted the child before its exec (seen
+    in CI under pytest-xdist: SIGABRT, ``epoll_wait error: Bad file descriptor``)."""
+    setpriv = shutil.which("setpriv") if sys.platform == "linux" else None
+    if setpriv:
+        return [setpriv, f"--pdeathsig={sig.name}", "--", *command], None
+    return command, _death_signal_setter(sig)
+
+
 def _launch(name: str, command: list[str], log_path, *, ready: str, env: dict | None = None,
             die_with_parent: bool = False, cwd: Path = REPO_ROOT):
     """Starts a command in its own process group and waits for a log line starting with
@@ -223,18 +235,20 @@ def _spawn(name: str, command: list[str], log_path, *, ready: str, env: dict | N
     call this from the thread that lives as long as the emulator: Linux sends the death
     signal when the starting *thread* ends. ``die_with_parent`` may name the signal."""
     log = _log_file(name, log_path)
+    argv, preexec_fn = command, None
+    if die_with_parent:
+        argv, preexec_fn = _with_death_signal(
+            command, signal.SIGTERM if die_with_parent is True else die_with_parent)
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            command,
+            argv,
             cwd=cwd,
             stdin=subprocess.PIPE,  # closed when we die: the storage emulator then exits too
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env=env,
-            preexec_fn=(_death_signal_setter(signal.SIGTERM if die_with_parent is True
-                                             else die_with_parent)
-                        if die_with_parent else None),
+            preexec_fn=preexec_fn,
         )
     emulator = RunningEmulator(name=name, host="", process=process, log_path=log,
                                ready_line=ready, command=command)

@@ -1,7 +1,13 @@
-"""The emulator harness: finding Google's Firestore emulator, and saying how to install it."""
+"""The emulator harness: finding Google's Firestore emulator, saying how to install it, and
+stopping what it started when the test run dies."""
 
 from __future__ import annotations
 
+import shutil
+import signal
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -68,3 +74,25 @@ def test_broken_rules_are_refused_by_googles_compiler_with_line_and_column(emula
     assert refused.value.issues[0]["line"] == 3
     assert refused.value.issues[0]["column"] > 0
     assert "line 3" in str(refused.value)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's prctl")
+def test_an_emulator_dies_with_the_thread_that_started_it(tmp_path):
+    started = {}
+
+    def start():
+        started["emulator"] = harness._spawn("sleeper", ["sleep", "60"], tmp_path / "sleep.log",
+                                             ready="never", die_with_parent=True)
+        time.sleep(1)  # the thread outlives the start (setpriv sets the signal after the fork)
+
+    thread = threading.Thread(target=start)
+    thread.start()
+    thread.join()
+    process = started["emulator"].process
+    try:
+        # No preexec_fn where setpriv is (a child forked with one ran gRPC's fork handlers).
+        assert process.args[0] != "sleep" or shutil.which("setpriv") is None
+        assert process.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        if process.poll() is None:
+            process.kill()
