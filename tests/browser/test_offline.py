@@ -163,15 +163,20 @@ def api_pattern(stack) -> re.Pattern:
     return re.compile(rf"^{re.escape(stack.url)}/(users|jobs)(\?|/|$)")
 
 
-def test_a_repeat_visit_shows_the_previous_data_before_any_network_answer(
-        stack, static_site, new_page):
-    url = stack.page_url(origin=static_site, live=False)
-    page = visit(new_page, url)
+def reload_with_answers_held(new_page, stack, static_site):
+    """The dashboard visited once, then reloaded with its API calls asked and never answered
+    until released: (the page, its users row count before, the held routes)."""
+    page = visit(new_page, stack.page_url(origin=static_site, live=False))
     users = rows(page, "users").count()
     held = []
-    # Asked, never answered until released.
     page.route(api_pattern(stack), lambda route: held.append(route))
     page.reload()
+    return page, users, held
+
+
+def test_a_repeat_visit_shows_the_previous_data_before_any_network_answer(
+        stack, static_site, new_page):
+    page, users, held = reload_with_answers_held(new_page, stack, static_site)
     expect(badge(page, "users")).to_have_attribute("data-source", "cache")
     expect(badge(page, "jobs")).to_have_attribute("data-source", "cache")
     expect(rows(page, "users")).to_have_count(users)
@@ -290,12 +295,7 @@ def test_another_user_on_the_same_browser_sees_none_of_the_first_users_data(
 
 def test_the_early_start_shows_the_copy_of_the_user_signed_in_and_keeps_it_once_confirmed(
         stack, static_site, new_page):
-    url = stack.page_url(origin=static_site, live=False)
-    page = visit(new_page, url)
-    users = rows(page, "users").count()
-    held = []
-    page.route(api_pattern(stack), lambda route: held.append(route))
-    page.reload()
+    page, users, held = reload_with_answers_held(new_page, stack, static_site)
     page.wait_for_function("() => window.dashboard?.earlyStart !== undefined")
     assert page.evaluate("window.dashboard.earlyStart") == "shown"
     expect(badge(page, "users")).to_have_attribute("data-source", "cache")
