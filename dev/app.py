@@ -55,12 +55,13 @@ VENDOR_DIR = ROOT / "node_modules" / "firebase"
 VENDOR_PREFIX = "/vendor/firebase/"
 VENDOR_FILES = frozenset({"firebase-app.js", "firebase-auth.js", "firebase-firestore.js"})
 # The page talks to its own origin, to local stacks on other ports (`?api=`) and to the
-# Firestore emulator (live mode), nothing else. Its inline import map is allowed by its hash.
+# Firestore emulator (live mode), nothing else. Its inline scripts (the early start's reads, the
+# import map) are allowed by their hashes.
 PAGE_CSP = ("default-src 'self'; connect-src 'self' http://127.0.0.1:* http://localhost:*; "
             "img-src 'self' data:; style-src 'self'; script-src 'self'{script_hashes}; "
             "worker-src 'self'; manifest-src 'self'; "
             "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-IMPORT_MAP = re.compile(rb"<script\s+type=\"importmap\"\s*>(.*?)</script>", re.S)
+INLINE_SCRIPT = re.compile(rb"<script(?:\s+type=\"importmap\")?\s*>(.*?)</script>", re.S)
 FIREBASE_INIT_PATH = "/__/firebase/init.json"
 
 
@@ -185,11 +186,12 @@ def create_static_app(directory: Path = WEB_DIR, fallback=_not_found):
 
 
 def page_csp(html: bytes) -> str:
-    """The page's Content-Security-Policy: `PAGE_CSP`, with the hash of its inline import map
-    (no 'unsafe-inline'; any other inline script stays blocked)."""
+    """The page's Content-Security-Policy: `PAGE_CSP`, with the hash of each of its inline
+    scripts and import map (no 'unsafe-inline': an inline script added by anyone else, or
+    changed, stays blocked)."""
     hashes = "".join(
         f" 'sha256-{base64.b64encode(hashlib.sha256(script).digest()).decode()}'"
-        for script in IMPORT_MAP.findall(html))
+        for script in INLINE_SCRIPT.findall(html))
     return PAGE_CSP.format(script_hashes=hashes)
 
 

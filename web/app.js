@@ -13,6 +13,8 @@ import { connectFirestore, loadWebConfig, startFirebase } from './page/firebase.
 import { createAccess, mountSignIn, watchUser } from './page/sign-in.js';
 import { mountTables } from './page/tables.js';
 import { mountUserForm, resetForm, startEdit } from './page/user-form.js';
+import { explain, liveOffSentence } from './ui/explain.js';
+import { toast } from './ui/toast.js';
 
 const COLLECTIONS = ['users', 'jobs'];
 // Why the last session ended, said on the sign-in card after the reload that follows it.
@@ -116,7 +118,8 @@ function startDashboard(fb, shownCopies) {
     + 'snapshot; the last copy saved in this browser shows at once, and offline';
   $('#dashboard').hidden = false;
   mountUserForm({ client, view, api: config.api });
-  mountTables({ client, config, view, collections: COLLECTIONS, startEdit, resetForm });
+  mountTables({ client, config, view, collections: COLLECTIONS, startEdit, resetForm,
+    say: { explain, liveOffSentence, toast } });
   client.start();
   mountAdminTools({ client, api: config.api, auth: fb?.auth, access });
   return client;

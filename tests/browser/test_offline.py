@@ -26,6 +26,7 @@ import json
 import re
 import shutil
 import struct
+import uuid
 
 import pytest
 from playwright.sync_api import expect
@@ -37,6 +38,7 @@ from tests.browser.conftest import LocalStack, _serve_in_thread
 from tests.browser.dashboard import (
     FAST_S,
     badge,
+    delete_row,
     open_dashboard,
     row,
     rows,
@@ -311,6 +313,28 @@ def test_the_early_start_shows_the_copy_of_the_user_signed_in_and_keeps_it_once_
     expect(page.locator("#f-name")).to_be_editable()  # the form was handed its handlers
 
 
+def test_a_row_the_early_start_painted_can_be_deleted_once_the_page_is_mounted(
+        stack, static_site, new_page):
+    """The early start's rows stay on the page after app.js mounts (not rebuilt): their Delete
+    buttons must reach the data client that exists only then."""
+    name = unique_name("Early")
+    email = f"{uuid.uuid4().hex[:8]}@example.com"
+    status, _, created = stack.api("POST", "/users", {"name": name, "email": email,
+                                                      "role": "creator", "status": "active"})
+    assert status == 201, created
+    page = visit(new_page, stack.page_url(origin=static_site, live=False))
+    expect(row(page, "users", created["id"])).to_be_visible()
+    page.wait_for_function("() => window.dashboard.client.cachedCopy('users')?.count >= 1")
+    page.reload()
+    page.wait_for_function("() => window.dashboard?.earlyStart !== undefined")
+    assert page.evaluate("window.dashboard.earlyStart") == "shown"
+    expect(page.locator("#f-name")).to_be_editable()  # mounted: app.js handed out its handlers
+    delete_row(page, "users", created["id"])
+    expect(row(page, "users", created["id"])).to_have_count(0)
+    expect(page.locator("#toast")).to_contain_text(f"Deleted {name}")
+    assert stack.api("GET", f"/users/{created['id']}")[0] == 404
+
+
 def blank(page, origin: str) -> None:
     """A page of the dashboard's origin where its app does not run (its records, untouched by
     the Firebase SDK's tab sync)."""
@@ -385,6 +409,37 @@ def test_a_new_version_of_the_app_is_fetched_in_the_background_and_announced(
     expect(badge(page, "users")).to_have_attribute("data-source", "firestore")
     assert "new version" in page.evaluate("fetch('styles.css').then((r) => r.text())")
     expect(page.locator("#app-update")).to_have_count(0)
+
+
+def test_shell_scripts_come_from_the_cache_without_the_worker_and_a_missing_one_from_the_network(
+        stack, static_site, new_page):
+    """sw.js's static routes: Chromium answers the shell's modules and styles from Cache Storage
+    itself (no fetch event), and what the cache lacks from the network; the page works alike."""
+    page = visit(new_page, stack.page_url(origin=static_site, live=False))
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    routed: dict[str, dict] = {}
+    cdp.on("Network.responseReceived", lambda event: routed.setdefault(
+        event["response"]["url"].removeprefix(static_site),
+        event["response"].get("serviceWorkerRouterInfo") or {}))
+
+    page.reload()
+    expect(badge(page, "users")).to_have_attribute("data-source", "firestore")
+    for path in ("/page/early.js", "/ui/format.js", "/styles.css"):
+        assert routed[path].get("matchedSourceType") == "cache", (path, routed.get(path))
+        assert routed[path].get("actualSourceType") == "cache", (path, routed[path])
+
+    page.evaluate("""async () => {
+      for (const name of await caches.keys()) {
+        await (await caches.open(name)).delete('/ui/format.js');
+      }
+    }""")
+    routed.clear()
+    page.reload()
+    expect(badge(page, "users")).to_have_attribute("data-source", "firestore")
+    assert routed["/ui/format.js"].get("matchedSourceType") == "cache", routed["/ui/format.js"]
+    assert routed["/ui/format.js"].get("actualSourceType") == "network", routed["/ui/format.js"]
+    assert routed["/page/early.js"].get("actualSourceType") == "cache", routed["/page/early.js"]
 
 
 # --- the installable page's files, no browser -------------------------------------------------

@@ -16,12 +16,12 @@
  */
 
 import { CACHE_FORMAT } from './collections.js';
+import { byteLength, MAX_CACHE_AGE_MS, parseCopy } from './copy-format.js';
 import { emit } from './events.js';
 import { indexedDbStore, storeOf } from './idb-store.js';
 
-export const MAX_CACHE_AGE_MS = 7 * 24 * 60 * 60 * 1000; // older copies are never shown
-export const CACHE_LABEL_AGE_MS = 5 * 60 * 1000; // older ones are labelled `outdated`
-export const MAX_CACHE_BYTES = 4 * 1024 * 1024; // per collection, as UTF-8 JSON
+// The copy's format and who may be shown it (client/copy-format.js), exported from here too.
+export { CACHE_LABEL_AGE_MS, MAX_CACHE_AGE_MS, MAX_CACHE_BYTES, parseCopy } from './copy-format.js';
 export const CACHE_TTL_MS = MAX_CACHE_AGE_MS; // the former name of MAX_CACHE_AGE_MS
 export const CACHE_REFRESH_MS = 60 * 1000; // re-save an unchanged copy at most this often
 
@@ -33,11 +33,6 @@ export function storeFor(options) {
   } catch {
     return null;
   }
-}
-
-function byteLength(text) {
-  // UTF-8 is at most 3 bytes per UTF-16 unit: measure only what may be over the bound.
-  return text.length * 3 <= MAX_CACHE_BYTES ? text.length : new TextEncoder().encode(text).length;
 }
 
 /**
@@ -93,26 +88,6 @@ async function writeCopy(ctx, state, record, epoch) {
   }
   await ctx.store.set(state.cacheKey, text);
   state.copyInfo = { savedAt: record.savedAt, count: record.items.length, asOf: record.asOf };
-}
-
-/**
- * The saved copy `text` as a record when `who` (`{ uid, admin }`) may be shown it now: it
- * parses, has this format, is `who`'s (and not saved with an admin claim `who` lacks), is at
- * most `maxCacheAgeMs` old and `maxCacheBytes` long. Null otherwise (the caller deletes it).
- */
-export function parseCopy(text, who, now, { maxCacheAgeMs = MAX_CACHE_AGE_MS, maxCacheBytes = MAX_CACHE_BYTES } = {}) {
-  if (typeof text !== 'string' || !who) return null;
-  let record = null;
-  try {
-    record = JSON.parse(text);
-  } catch {
-    return null;
-  }
-  const age = now - record?.savedAt;
-  const usable = record && record.v === CACHE_FORMAT && Array.isArray(record.items)
-    && record.uid === who.uid && !(record.admin && !who.admin)
-    && age >= 0 && age <= maxCacheAgeMs && byteLength(text) <= maxCacheBytes;
-  return usable ? record : null;
 }
 
 /** The collection's saved copy for the current user, or null (bad ones are deleted). */

@@ -1,20 +1,17 @@
 /**
- * page/early-read.js: the early start's reads (page/early.js), begun as soon as the page has
- * this one module (it imports only client/idb-store.js, which imports nothing): index.html
- * loads it first, as an `async` module, so IndexedDB opens and reads while the other modules
- * still arrive and compile. `reads.copies`: every saved copy `[key, text]` of the data client's
- * store (it holds one user's copies at a time); `reads.session`: who the Firebase SDK's
- * persisted session of the page's app names. Nothing here is shown: page/early.js decides.
+ * page/early-read.js: what the early start's reads found, in the terms page/early.js decides on.
+ * The reads themselves begin before any module of the page loads: index.html's inline script
+ * opens both IndexedDB databases and reads them whole (`self.dashboardEarlyReads`: promises of
+ * their raw `{ keys, values }`, or null), while this module and the rest still arrive. Here:
+ * `reads.copies`, every saved copy `[key, text]` of the data client's store (it holds one user's
+ * copies at a time); `reads.session`, who the Firebase SDK's persisted session of the page's app
+ * names. A page without that inline script has no early start (both read as null); nothing
+ * else changes. Nothing here is shown: page/early.js decides. No imports: every module on the
+ * early start's path is one more file to fetch before the copy can be painted.
  */
 
-import { indexedDbStore } from '../client/idb-store.js';
-
-performance.mark('dashboard-early-read-start'); // bench/load_bench.py reports it
-
 export const FIREBASE_APP_NAME = 'dashboard'; // page/firebase.js's initializeApp name
-const FIREBASE_DB = 'firebaseLocalStorageDb'; // the SDK's indexedDBLocalPersistence
-const FIREBASE_STORE = 'firebaseLocalStorage';
-const SESSION_TIMEOUT_MS = 1000;
+const FIREBASE_KEY_PREFIX = 'firebase:authUser:'; // the SDK's indexedDBLocalPersistence keys
 
 /** Who an ID token's payload names: `{ uid, admin }`, or null (client/transport.js's rule). */
 function tokenIdentity(token) {
@@ -28,59 +25,33 @@ function tokenIdentity(token) {
 }
 
 /**
- * Who the Firebase SDK's persisted session of the page's app names, `{ uid, admin }` (the
- * admin claim of its last ID token, expired or not), or null: none, several users, or the
- * database absent (never created here: an open that would create it is aborted).
+ * Who the Firebase SDK's persisted session of the page's app names, `{ uid, admin }` (the admin
+ * claim of its last ID token, expired or not), from the raw read of its `firebaseLocalStorage`
+ * store; null: none, several users, or nothing read.
  */
-export function persistedSession(idb = globalThis.indexedDB) {
-  return new Promise((resolve) => {
-    if (!idb) {
-      resolve(null);
-      return;
-    }
-    const timer = setTimeout(() => resolve(null), SESSION_TIMEOUT_MS);
-    const done = (value) => { clearTimeout(timer); resolve(value); };
-    let request;
-    try {
-      request = idb.open(FIREBASE_DB);
-    } catch {
-      done(null);
-      return;
-    }
-    request.onupgradeneeded = () => request.transaction.abort(); // no session: leave no database
-    request.onerror = () => done(null);
-    request.onblocked = () => done(null);
-    request.onsuccess = () => {
-      const db = request.result;
-      const finish = (value) => { db.close(); done(value); };
-      if (!db.objectStoreNames.contains(FIREBASE_STORE)) {
-        finish(null);
-        return;
-      }
-      const all = db.transaction(FIREBASE_STORE, 'readonly').objectStore(FIREBASE_STORE).getAll();
-      all.onerror = () => finish(null);
-      all.onsuccess = () => {
-        const users = all.result.filter((entry) => typeof entry?.fbase_key === 'string'
-          && entry.fbase_key.startsWith('firebase:authUser:')
-          && entry.fbase_key.endsWith(`:${FIREBASE_APP_NAME}`)).map((entry) => entry.value);
-        const uids = new Set(users.map((user) => user?.uid));
-        if (users.length === 0 || uids.size !== 1 || typeof users[0]?.uid !== 'string') {
-          finish(null);
-          return;
-        }
-        const claims = users.map((user) => tokenIdentity(user?.stsTokenManager?.accessToken));
-        const admin = claims.every((who) => who?.uid === users[0].uid && who.admin);
-        finish({ uid: users[0].uid, admin });
-      };
-    };
-  });
+export function sessionOf(raw) {
+  const entries = Array.isArray(raw?.values) ? raw.values : [];
+  const users = entries.filter((entry) => typeof entry?.fbase_key === 'string'
+    && entry.fbase_key.startsWith(FIREBASE_KEY_PREFIX)
+    && entry.fbase_key.endsWith(`:${FIREBASE_APP_NAME}`)).map((entry) => entry.value);
+  const uids = new Set(users.map((user) => user?.uid));
+  if (users.length === 0 || uids.size !== 1 || typeof users[0]?.uid !== 'string') return null;
+  const claims = users.map((user) => tokenIdentity(user?.stsTokenManager?.accessToken));
+  const admin = claims.every((who) => who?.uid === users[0].uid && who.admin);
+  return { uid: users[0].uid, admin };
 }
 
-/** The data client's store (the same opening it reuses), or null without IndexedDB. */
-export const store = indexedDbStore();
+/** The data client's saved copies `[key, text]` from the raw read of its store, or null. */
+export function copiesOf(raw) {
+  if (!Array.isArray(raw?.keys) || !Array.isArray(raw?.values)) return null;
+  return raw.keys.map((key, i) => [key, raw.values[i]])
+    .filter(([key, value]) => typeof key === 'string' && typeof value === 'string');
+}
 
-/** Begun now: `{ copies: Promise<[key, text][] | null>, session: Promise<{ uid, admin } | null> }`. */
+const begun = globalThis.dashboardEarlyReads;
+
+/** `{ copies: Promise<[key, text][] | null>, session: Promise<{ uid, admin } | null> }`. */
 export const reads = {
-  copies: store ? store.entries().catch(() => null) : Promise.resolve(null),
-  session: persistedSession(),
+  copies: Promise.resolve(begun?.copies).then(copiesOf, () => null),
+  session: Promise.resolve(begun?.session).then(sessionOf, () => null),
 };
