@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -59,6 +60,8 @@ FIREBASE_TOOLS = "15.34.2"  # the firebase CLI a user may fetch the emulator wit
 WRITTEN_EVENT = "google.cloud.firestore.document.v1.written"
 FIRESTORE_READY = "Dev App Server is now running"
 STORAGE_READY = "READY "
+PORT_TAKEN = "port taken"  # firebase-tools: "Could not start <emulator>, port taken."
+PORT_TAKEN_RETRIES = 3
 AUTH_READY = "All emulators ready"  # in firebase-tools' boxed banner, not at a line's start
 FIREBASE_CLI = REPO_ROOT / "node_modules" / ".bin" / "firebase"
 STARTUP_TIMEOUT_S = 60.0
@@ -110,6 +113,8 @@ class RunningEmulator:
     ready_line: str = ""  # the log line's marker that says it is ready
     command: list[str] = field(default_factory=list)
     scratch: Path | None = None  # a folder of ours the emulator works in, deleted at stop()
+    # Starts the same emulator again on other free ports (firebase-tools': see start_auth).
+    respawn: Callable[[], RunningEmulator] | None = None
 
     def stop(self) -> None:
         """Stops an emulator we started: SIGTERM, then SIGKILL, to its whole process group."""
@@ -264,11 +269,27 @@ def wait_until_ready(emulator: RunningEmulator) -> list[str]:
     if process is None:
         return []
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    respawns = 0
     while True:
-        for line in log.read_text(errors="replace").splitlines():
+        text = log.read_text(errors="replace")
+        for line in text.splitlines():
             if line.startswith(ready) or (ready == AUTH_READY and ready in line):
                 return line[len(ready):].split()
         code = process.poll()
+        if (code is not None and emulator.respawn is not None and PORT_TAKEN in text
+                and respawns < PORT_TAKEN_RETRIES):
+            # A port chosen free was taken before the emulator bound it (another process
+            # between our check and its start, seconds later): again, on other ports.
+            respawns += 1
+            emulator.stop()
+            again = emulator.respawn()
+            _started.discard(again)
+            _started.add(emulator)
+            emulator.host, emulator.process = again.host, again.process
+            emulator.command, emulator.scratch = again.command, again.scratch
+            process = emulator.process
+            deadline = time.monotonic() + STARTUP_TIMEOUT_S
+            continue
         if code is not None or time.monotonic() > deadline:
             emulator.stop()
             why = (
@@ -419,6 +440,8 @@ def start_auth(project: str, host: str = "127.0.0.1", port: int | None = None,
                       die_with_parent=signal.SIGKILL, cwd=folder)
     emulator.host = f"{host}:{chosen}"
     emulator.scratch = folder
+    if port is None:  # its own ports all chosen here: another start may choose others
+        emulator.respawn = lambda: start_auth(project, host, None, log_path, wait=False)
     if wait:
         wait_until_ready(emulator)
     return emulator

@@ -3,8 +3,10 @@ stopping what it started when the test run dies."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
+import socket
 import sys
 import threading
 import time
@@ -96,3 +98,44 @@ def test_an_emulator_dies_with_the_thread_that_started_it(tmp_path):
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_the_auth_emulator_starts_again_on_other_ports_when_one_it_chose_was_taken(
+        monkeypatch, tmp_path):
+    """firebase-tools binds its ports seconds after we chose them free: another process can
+    take one meanwhile (seen once under two test workers: "Could not start emulator hub, port
+    taken"). The start is tried again on other ports."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    real = harness.reserved_port
+    chosen: list[int] = []
+
+    @contextlib.contextmanager
+    def first_one_taken():
+        if not chosen:
+            chosen.append(taken.getsockname()[1])  # the first start's hub port
+            yield chosen[-1]
+            return
+        with real() as port:
+            chosen.append(port)
+            yield port
+
+    starts: list[tuple] = []
+    real_start = harness.start_auth
+
+    def counted_start(*args, **kwargs):
+        starts.append(args)
+        return real_start(*args, **kwargs)
+
+    monkeypatch.setattr(harness, "reserved_port", first_one_taken)
+    monkeypatch.setattr(harness, "start_auth", counted_start)
+    emulator = harness.start_auth("demo-port-taken", log_path=tmp_path / "auth.log", wait=False)
+    try:
+        harness.wait_until_ready(emulator)
+        assert emulator.process.poll() is None
+        assert len(starts) == 2, starts  # started again once, on other ports
+        assert str(taken.getsockname()[1]) not in (tmp_path / "auth.log").read_text()
+    finally:
+        emulator.stop()
+        taken.close()
