@@ -97,8 +97,9 @@ bench-burst: install
 bench-live: install
 	$(PY) bench/live_bench.py
 
-## Page-load benchmark in headless Chromium on the local stack: navigation to the first data event
-## and to painted rows, first visit, repeat visit (before/after the worker and the saved copy), offline.
+## Page-load benchmark in headless Chromium on the local stack (driven over its DevTools pipe):
+## navigation to the first data event and to the rows (in a frame, on screen), first visit,
+## repeat visit (before the worker and the saved copy; new tab; reload), offline reload.
 bench-load: install
 	$(PY) bench/load_bench.py
 

@@ -2,7 +2,7 @@
 
 Playwright instruments every navigation (its utility world and bindings in each new document,
 network and lifecycle events for every request): measured side by side in `make bench-load`,
-it adds ~30-40 ms between a navigation's answer and the new document. This client sends only
+it adds ~10-65 ms to a reload's first data event. This client sends only
 the commands a measurement needs (`Page.addScriptToEvaluateOnNewDocument`, `Page.navigate`,
 `Runtime.evaluate`, ...) over `--remote-debugging-pipe` (fd 3 in, fd 4 out, messages ended by
 NUL): no network, no port, and nothing of its own in the page.

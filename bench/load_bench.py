@@ -22,8 +22,9 @@ for a person coming back. The sign-in itself is never inside a measured navigati
 
 The navigations themselves are driven over Chromium's DevTools pipe alone (bench/devtools_pipe.py,
 the same profile): a small script added to each new document records the times, and nothing
-else of the driver runs in the page. Playwright's own instrumentation of each navigation costs
-~30-40 ms more; the reload it drives is measured too, side by side.
+else of the driver runs in the page. Playwright's own instrumentation of each navigation (its
+utility world and bindings in every new document, an event per request) costs more, from ~10
+to ~65 ms in three runs here; the reload it drives is measured too, side by side.
 
 Per scenario, the median (and p90, max) of `--runs` navigations (10 at least):
 
