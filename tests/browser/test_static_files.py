@@ -112,6 +112,18 @@ def test_the_csp_allows_the_page_s_two_inline_scripts_by_their_hashes_and_nothin
     assert "connect-src 'self' http://127.0.0.1:* http://localhost:*" in csp
 
 
+def test_the_inline_early_reads_name_the_data_client_s_database_and_store():
+    """index.html's inline script reads the data client's database before any module loads: it
+    names it itself, so a rename in client/idb-store.js must reach it (or no early start)."""
+    import re
+
+    idb_store = (WEB_DIR / "client" / "idb-store.js").read_text()
+    (db_name,) = re.findall(r"export const DB_NAME = '([^']+)'", idb_store)
+    (store,) = re.findall(r"^const STORE = '([^']+)'", idb_store, re.M)
+    (inline,) = re.findall(r"<script>(.*?)</script>", (WEB_DIR / "index.html").read_text(), re.S)
+    assert f"read('{db_name}', '{store}')" in inline
+
+
 def test_the_stack_tells_the_page_its_firebase_config_with_cors(monkeypatch):
     from dev.stack import web_config
 
