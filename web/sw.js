@@ -11,7 +11,8 @@
  * imports, the manifest's icons), same origin and under the worker's scope only. The version is
  * the SHA-256 of those files (names and bytes): the cache is `dashboard-shell-v<WORKER_FORMAT>-
  * <hash>`. After the page has loaded, it asks the worker to check (sw-register.js): the worker
- * fetches the shell again with `cache: 'no-cache'` (a 304 per unchanged file), and when the hash
+ * fetches the shell again with `cache: 'no-cache'` (a 304 per unchanged file; a check that cannot
+ * fetch every file gives up, the shell stays as it is), and when the hash
  * differs it fills a new cache, deletes the old one and tells the page, which offers a reload
  * (never forced: a form being edited stays). WORKER_FORMAT changes only with this file's cache
  * layout; any edit of sw.js is picked up by the browser itself (it compares the script's bytes
@@ -95,7 +96,14 @@ async function fetchFresh(url) {
   }
 }
 
-/** Every shell file, fetched now: `Map(url -> Response)` (index.html must answer). */
+const NOT_A_FILE = new Set([404, 410]);
+
+/**
+ * Every shell file, fetched now: `Map(url -> Response)`. Rejects (and the current shell stays)
+ * unless every file answered: a network failure, a timeout or a 5xx midway must not make a
+ * shell without the files it could not fetch (a reload offline would then miss them). Only a
+ * 404 or 410 says a reference is not a file (a comment's example): not part of the shell.
+ */
 async function collectShell() {
   const entry = new URL(ENTRY, scopeUrl()).href;
   const files = new Map();
@@ -104,10 +112,12 @@ async function collectShell() {
   while (queue.length > 0) {
     const next = [];
     await Promise.all(queue.map(async (url) => {
-      const response = await fetchFresh(url).catch(() => null);
-      if (!response || !response.ok || response.type !== 'basic') {
-        if (url === entry) throw new Error(`${url}: ${response ? response.status : 'unreachable'}`);
-        return; // a reference that is not a file (a comment's example): not part of the shell
+      const response = await fetchFresh(url);
+      if (!response.ok || response.type !== 'basic') {
+        if (url === entry || !NOT_A_FILE.has(response.status)) {
+          throw new Error(`${url}: ${response.status || response.type}`);
+        }
+        return;
       }
       files.set(url, response);
       // Images have no references; the SDK's bundles import each other only by their gstatic

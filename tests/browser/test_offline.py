@@ -44,6 +44,7 @@ from tests.browser.dashboard import (
     rows,
     sign_in,
     unique_name,
+    wait_for,
 )
 from tests.browser.dashboard import (
     saved_copies_script as SAVED_COPIES,
@@ -111,11 +112,21 @@ SHELL_CACHES = """async () => {
 
 @pytest.fixture(scope="module")
 def shell_copy(tmp_path_factory):
-    """A copy of web/ on a static host of its own: a test may change its files (a new version)."""
+    """A copy of web/ on a static host of its own: a test may change its files (a new version),
+    or have it answer 503 for the paths it puts in `failing` (a server failing midway)."""
     folder = tmp_path_factory.mktemp("web-copy") / "web"
     shutil.copytree(WEB_DIR, folder, ignore=shutil.ignore_patterns("tests", "node_modules"))
-    origin, server = _serve_in_thread(create_static_app(folder))
-    yield origin, folder
+    static, failing, asked = create_static_app(folder), set(), []
+
+    def app(environ, start_response):
+        asked.append(environ["PATH_INFO"])
+        if environ["PATH_INFO"] in failing:
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [b"unavailable"]
+        return static(environ, start_response)
+
+    origin, server = _serve_in_thread(app)
+    yield origin, folder, failing, asked
     server.shutdown()
 
 
@@ -392,7 +403,7 @@ def test_the_early_start_never_shows_another_users_copy(stack, static_site, new_
 
 def test_a_new_version_of_the_app_is_fetched_in_the_background_and_announced(
         stack, shell_copy, new_page):
-    origin, folder = shell_copy
+    origin, folder, _, _ = shell_copy
     page = visit(new_page, stack.page_url(origin=origin, live=False))
     before = page.evaluate(SHELL_CACHES)
     assert len(before) == 1
@@ -440,6 +451,33 @@ def test_shell_scripts_come_from_the_cache_without_the_worker_and_a_missing_one_
     assert routed["/ui/format.js"].get("matchedSourceType") == "cache", routed["/ui/format.js"]
     assert routed["/ui/format.js"].get("actualSourceType") == "network", routed["/ui/format.js"]
     assert routed["/page/early.js"].get("actualSourceType") == "cache", routed["/page/early.js"]
+
+
+def test_a_shell_check_that_cannot_fetch_every_file_keeps_the_shell_whole(
+        stack, shell_copy, new_page):
+    """A file the worker cannot fetch during its check (offline midway, a timeout, a 5xx) must
+    not make a new shell without it: the check gives up and the current one stays, whole."""
+    origin, _, failing, asked = shell_copy
+    page = visit(new_page, stack.page_url(origin=origin, live=False))
+    before = page.evaluate(SHELL_CACHES)
+    (files,) = before.values()
+    deep = "/admin/migration/report.js"  # four imports away from index.html
+    assert any(url.endswith(deep) for url in files)
+    failing.add(deep)
+    try:
+        asked.clear()
+        page.evaluate("navigator.serviceWorker.controller.postMessage("
+                      "{ type: 'dashboard-shell-check' })")
+        wait_for(lambda: deep in asked, 20, f"the worker's check never asked for {deep}")
+        page.wait_for_timeout(1000)  # what the check does next (with the bug: a new shell)
+        assert page.evaluate(SHELL_CACHES) == before
+    finally:
+        failing.discard(deep)
+    page.context.set_offline(True)
+    page.reload()
+    expect(badge(page, "users")).to_have_attribute("data-source", "cache")
+    expect(page.locator("#f-name")).to_be_editable()  # app.js and its modules, from the shell
+    page.context.set_offline(False)
 
 
 # --- the installable page's files, no browser -------------------------------------------------
