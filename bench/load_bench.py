@@ -56,6 +56,7 @@ Exit status 1 when a target is missed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -177,22 +178,32 @@ class Tab:
                 "uploadThroughput": -1}, session=session)
 
 
-def sign_in_profile(profile: Path, url: str) -> None:
-    """Sign in once through the page's card (Playwright) in the browser profile `profile`: the
-    Firebase SDK persists the session there for the pipe-driven browser."""
+@contextlib.contextmanager
+def playwright_context(profile: Path):
+    """Playwright's Chromium on the browser profile `profile` (closed at the end)."""
     from playwright.sync_api import sync_playwright
 
     from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
-    from tests.browser.dashboard import open_signed_in
 
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             profile, executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
             viewport={"width": 1360, "height": 1000})
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+def sign_in_profile(profile: Path, url: str) -> None:
+    """Sign in once through the page's card (Playwright) in the browser profile `profile`: the
+    Firebase SDK persists the session there for the pipe-driven browser."""
+    from tests.browser.dashboard import open_signed_in
+
+    with playwright_context(profile) as context:
         page = context.new_page()
         open_signed_in(page, url, "admin")
         page.wait_for_function(READY, timeout=NAVIGATION_TIMEOUT_S * 1000)
-        context.close()
 
 
 def warm(tab: Tab, url: str) -> None:
@@ -254,14 +265,7 @@ def reloads(tab: Tab, url: str, runs: int, *, offline: bool = False) -> list[dic
 
 def playwright_reloads(profile: Path, url: str, runs: int) -> list[dict]:
     """The reload again, driven by Playwright (as this bench did before the DevTools pipe)."""
-    from playwright.sync_api import sync_playwright
-
-    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
-
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
-            viewport={"width": 1360, "height": 1000})
+    with playwright_context(profile) as context:
         context.add_init_script(MEASURE)
         page = context.pages[0] if context.pages else context.new_page()
         out = []
@@ -273,7 +277,6 @@ def playwright_reloads(profile: Path, url: str, runs: int) -> list[dict]:
             if run >= 2:
                 out.append(page.evaluate(STEPS))
             time.sleep(PAUSE_S)
-        context.close()
     return out
 
 

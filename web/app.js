@@ -8,7 +8,7 @@
 import { mountAdminTools } from './admin/tools.js';
 import { createDataClient } from './data-client.js';
 import { readConfig } from './page/config.js';
-import { dropEarly, early, noteSignedIn } from './page/early.js';
+import { COLLECTIONS, dropEarly, early, noteSignedIn } from './page/early.js';
 import { connectFirestore, loadWebConfig, startFirebase } from './page/firebase.js';
 import { createAccess, mountSignIn, watchUser } from './page/sign-in.js';
 import { mountTables } from './page/tables.js';
@@ -16,7 +16,6 @@ import { mountUserForm, resetForm, startEdit } from './page/user-form.js';
 import { explain, liveOffSentence } from './ui/explain.js';
 import { toast } from './ui/toast.js';
 
-const COLLECTIONS = ['users', 'jobs'];
 // Why the last session ended, said on the sign-in card after the reload that follows it.
 const ENDED_KEY = 'dashboard-session-ended';
 

@@ -83,7 +83,7 @@ export { REQUEST_TIMEOUT_MS } from './client/transport.js';
  *   (the ID token's `sub`): another user, no token, or the admin claim gone deletes them.
  * - `shownCopies`: `{ name: record }`, saved copies the page itself already showed and
  *   announced for the user it has since confirmed signed in (the demo page's early start,
- *   web/page/early.js, with `parseCopy` of client/cache.js): `start()` takes them on as its
+ *   web/page/early.js, with `parseCopy` of client/copy-format.js): `start()` takes them on as its
  *   `source: 'cache'` state without a second event.
  * - `httpCache`: conditional reads by the browser's HTTP cache (default in a browser), or
  *   (`false`) by this client setting `If-None-Match` itself (default elsewhere).

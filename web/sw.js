@@ -99,7 +99,8 @@ async function fetchFresh(url) {
 const NOT_A_FILE = new Set([404, 410]);
 
 /**
- * Every shell file, fetched now: `Map(url -> Response)`. Rejects (and the current shell stays)
+ * Every shell file, fetched now: `{ files: Map(url -> Response), staticRefs: Map(url -> Set of
+ * the URLs it names, its modules' `import()`s left out) }`. Rejects (and the current shell stays)
  * unless every file answered: a network failure, a timeout or a 5xx midway must not make a
  * shell without the files it could not fetch (a reload offline would then miss them). Only a
  * 404 or 410 says a reference is not a file (a comment's example): not part of the shell.
@@ -107,6 +108,7 @@ const NOT_A_FILE = new Set([404, 410]);
 async function collectShell() {
   const entry = new URL(ENTRY, scopeUrl()).href;
   const files = new Map();
+  const staticRefs = new Map();
   const seen = new Set([entry]);
   let queue = [entry];
   while (queue.length > 0) {
@@ -123,7 +125,9 @@ async function collectShell() {
       // Images have no references; the SDK's bundles import each other only by their gstatic
       // URLs, which the import map (in index.html) maps: 800 kB not worth scanning.
       if (/\.(?:png|ico)$/.test(url) || url.includes('/vendor/')) return;
-      for (const ref of references(url, await response.clone().text())) {
+      const text = await response.clone().text();
+      staticRefs.set(url, references(url, text, { dynamic: false }));
+      for (const ref of references(url, text)) {
         if (!seen.has(ref) && seen.size < MAX_FILES) {
           seen.add(ref);
           next.push(ref);
@@ -132,7 +136,7 @@ async function collectShell() {
     }));
     queue = next;
   }
-  return files;
+  return { files, staticRefs };
 }
 
 /** The shell's version: SHA-256 over its files' URLs and bytes, in URL order (hex, 16 chars). */
@@ -156,16 +160,15 @@ async function versionOf(files) {
  * what they load later with `import()`: page/early.js loads app.js once the saved copy is
  * painted). Only these are preloaded: preloading app.js's graph too held the early start back.
  */
-async function firstModules(files, entry) {
+function firstModules(staticRefs, entry) {
   const first = new Set();
   const isModule = (url) => url.endsWith('.js') && !url.includes('/vendor/') && url !== self.location.href;
-  const queue = [...references(entry, await files.get(entry).clone().text())].filter(isModule);
+  const queue = [...(staticRefs.get(entry) ?? [])].filter(isModule);
   while (queue.length > 0) {
     const url = queue.pop();
-    if (first.has(url) || !files.has(url)) continue;
+    if (first.has(url) || !staticRefs.has(url)) continue;
     first.add(url);
-    const text = await files.get(url).clone().text();
-    queue.push(...[...references(url, text, { dynamic: false })].filter(isModule));
+    queue.push(...[...staticRefs.get(url)].filter(isModule));
   }
   return [...first].sort();
 }
@@ -178,13 +181,13 @@ let refreshing = null;
  */
 function refreshShell() {
   refreshing ??= (async () => {
-    const files = await collectShell();
+    const { files, staticRefs } = await collectShell();
     const version = await versionOf(files);
     const name = `${CACHE_NAME_PREFIX}${version}`;
     const previous = await currentCache();
     const anyPrevious = previous ?? (await caches.keys()).find((key) => key.startsWith(CACHE_PREFIX));
     if (previous !== name) {
-      const modules = await firstModules(files, new URL(ENTRY, scopeUrl()).href); // before put() reads the bodies
+      const modules = firstModules(staticRefs, new URL(ENTRY, scopeUrl()).href);
       const cache = await caches.open(name);
       await Promise.all([...files].map(([url, response]) => cache.put(url, response)));
       await cache.put(COMPLETE, new Response(JSON.stringify({ version, modules, at: Date.now() })));
@@ -248,6 +251,8 @@ async function cached(name, key) {
   return (await opened.cache).match(key);
 }
 
+let preloads = { name: null, links: '' }; // the current cache's links, read once per worker run
+
 /**
  * index.html with a `<link rel="modulepreload">` per first module of the page (firstModules),
  * so that the browser asks for them all at once instead of one level of imports after another
@@ -258,14 +263,17 @@ async function cached(name, key) {
 async function withPreloads(response) {
   const name = await currentCache();
   if (!name || !(response.headers.get('Content-Type') ?? '').startsWith('text/html')) return response;
-  const marker = await cached(name, COMPLETE);
-  const modules = marker ? (await marker.json()).modules ?? [] : [];
+  if (preloads.name !== name) {
+    const marker = await cached(name, COMPLETE);
+    const modules = marker ? (await marker.json()).modules ?? [] : [];
+    preloads = { name, links: modules.map((url) => `<link rel="modulepreload" href="${new URL(url).pathname}">`).join('') };
+  }
+  const { links } = preloads;
   const html = await response.text();
-  const links = modules.map((url) => `<link rel="modulepreload" href="${new URL(url).pathname}">`);
   const headers = new Headers(response.headers);
   headers.delete('Content-Length');
   headers.delete('ETag');
-  return new Response(html.replace('</head>', `${links.join('')}\n</head>`),
+  return new Response(html.replace('</head>', `${links}\n</head>`),
     { status: response.status, statusText: response.statusText, headers });
 }
 

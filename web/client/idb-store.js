@@ -26,10 +26,10 @@ function requestDone(request) {
   });
 }
 
-// One opening per IndexedDB factory, shared by every store of this module instance: the demo
-// page's early start (page/early-read.js; client/open-store.js for a page without one), an async
-// module ahead of the app, opens it (30-100 ms measured on a repeat visit) while the app's
-// other modules load.
+// One opening per IndexedDB factory, shared by every store of this module instance: a page can
+// load client/open-store.js as an async module ahead of its app, and that opening (30-100 ms
+// measured on a repeat visit) overlaps the loading of the app's other modules. (The demo page's
+// early start reads the database itself, in index.html's inline script.)
 const openings = new WeakMap(); // idb factory -> promise of the open database
 
 /** The IndexedDB store of this origin, or null where IndexedDB does not exist. */
@@ -88,12 +88,6 @@ export function indexedDbStore(idb = globalThis.indexedDB) {
     set: (key, text) => run('readwrite', (store) => store.put(text, key)),
     delete: (key) => run('readwrite', (store) => store.delete(key)),
     clear: () => run('readwrite', (store) => store.clear()),
-    /** Every `[key, text]` of the store (the page's early start reads them in one go). */
-    entries: async () => {
-      const [keys, values] = await Promise.all([run('readonly', (store) => store.getAllKeys()),
-        run('readonly', (store) => store.getAll())]);
-      return keys.map((key, i) => [key, values[i]]).filter(([, value]) => typeof value === 'string');
-    },
   };
 }
 

@@ -13,30 +13,13 @@
  */
 
 import { ApiError } from './errors.js';
+import { tokenIdentity } from './identity.js';
+
+export { tokenIdentity } from './identity.js'; // who a token names (client/identity.js)
 
 export const REQUEST_TIMEOUT_MS = 15 * 1000;
 export const OFFLINE_MESSAGE = 'you are offline: nothing was sent and nothing was saved; '
   + 'try again when the network is back';
-
-/**
- * Who an ID token names: `{ uid, admin }` from its payload's `sub` and `admin` claims, or null
- * (no token, not a JWT). Not a verification (the functions verify): it only decides whose
- * copy of the data this browser may show and keep.
- */
-export function tokenIdentity(token) {
-  if (typeof token !== 'string') return null;
-  const payload = token.split('.')[1];
-  if (!payload) return null;
-  try {
-    const base64 = payload.replace(/-/g, '+').replace(/_/g, '/');
-    const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
-    const claims = JSON.parse(new TextDecoder().decode(bytes));
-    if (typeof claims?.sub !== 'string' || claims.sub === '') return null;
-    return { uid: claims.sub, admin: claims.admin === true };
-  } catch {
-    return null;
-  }
-}
 
 /**
  * The `getIdToken(forceRefresh)` of a Firebase Auth instance (`getAuth(app)` of the Web SDK,

@@ -6,23 +6,15 @@
  * `reads.copies`, every saved copy `[key, text]` of the data client's store (it holds one user's
  * copies at a time); `reads.session`, who the Firebase SDK's persisted session of the page's app
  * names. A page without that inline script has no early start (both read as null); nothing
- * else changes. Nothing here is shown: page/early.js decides. No imports: every module on the
- * early start's path is one more file to fetch before the copy can be painted.
+ * else changes. Nothing here is shown: page/early.js decides. One import (client/identity.js,
+ * which imports nothing): every module on the early start's path is one more file to fetch
+ * before the copy can be painted.
  */
+
+import { tokenIdentity } from '../client/identity.js';
 
 export const FIREBASE_APP_NAME = 'dashboard'; // page/firebase.js's initializeApp name
 const FIREBASE_KEY_PREFIX = 'firebase:authUser:'; // the SDK's indexedDBLocalPersistence keys
-
-/** Who an ID token's payload names: `{ uid, admin }`, or null (client/transport.js's rule). */
-function tokenIdentity(token) {
-  try {
-    const payload = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
-    const claims = JSON.parse(new TextDecoder().decode(Uint8Array.from(atob(payload), (c) => c.charCodeAt(0))));
-    return typeof claims?.sub === 'string' && claims.sub ? { uid: claims.sub, admin: claims.admin === true } : null;
-  } catch {
-    return null;
-  }
-}
 
 /**
  * Who the Firebase SDK's persisted session of the page's app names, `{ uid, admin }` (the admin

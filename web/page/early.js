@@ -1,7 +1,7 @@
 /**
- * page/early.js: a repeat visit's early start. index.html loads it as an `async` module ahead
- * of app.js (and page/early-read.js, which reads the records below, ahead of it): it needs a
- * dozen small modules, not app.js's graph and the Firebase SDK, and
+ * page/early.js: a repeat visit's early start. index.html loads it as its one module (the
+ * records below are read by index.html's inline script, page/early-read.js puts them in its
+ * terms): it needs a few small modules, not app.js's graph and the Firebase SDK, and
  * before Firebase Authentication has restored the session (its SDK to load and compile, the
  * web config to read, `authStateReady()`), it paints the copy of the data this browser saved
  * for the person signed in here, and announces it (`usersDataChanged`, `jobsDataChanged`,
@@ -15,7 +15,7 @@
  * confirms someone, deleted at sign-out and whenever nobody is signed in), the session the
  * Firebase SDK itself persisted for the page's app (`firebaseLocalStorageDb`: the user that
  * `authStateReady()` is about to restore; no session there, nothing shown), and the copy's
- * owner (client/cache.js). The admin claim counts only when both the note and the persisted ID
+ * owner (`parseCopy`, client/copy-format.js). The admin claim counts only when both the note and the persisted ID
  * token carry it. Not a security boundary (the functions check every call; the copy is this
  * browser's own): it keeps one person's data off another person's screen.
  */
@@ -29,7 +29,7 @@ import { reads } from './early-read.js';
 import { paintCopy, unpaint } from './tables.js';
 
 export const SIGNED_IN_KEY = 'dashboard-signed-in'; // localStorage: `{ uid, admin }`
-export const COLLECTIONS = ['users', 'jobs'];
+export const COLLECTIONS = ['users', 'jobs']; // the page's collections (app.js's too)
 
 performance.mark('dashboard-early-start'); // bench/load_bench.py reports these marks
 

@@ -220,7 +220,8 @@ function renderTable(name) {
  * `mountTables` gives it its handlers.
  */
 export function paintCopy(name, detail) {
-  page.view ??= { users: { detail: null, error: null, filter: '' }, jobs: { detail: null, error: null, filter: '' } };
+  page.view ??= {};
+  page.view[name] ??= { detail: null, error: null, filter: '' };
   page.view[name].detail = detail;
   $('#dashboard').hidden = false;
   $('main.layout').inert = true;
