@@ -173,14 +173,24 @@ function firstModules(staticRefs, entry) {
   return [...first].sort();
 }
 
-let refreshing = null;
+let refreshing = null; // the refresh under way
+let queued = null; // the one asked for meanwhile: it runs after, and sees what changed since
 
 /**
  * Fetch the shell and, when its version is new, make it the current cache (the old ones are
- * deleted once the new one is complete). Resolves to `{ version, previous }` or null.
+ * deleted once the new one is complete). Resolves to `{ version, previous }` or null. Asked
+ * while one runs, it runs once more after it (that one may have fetched a file before it
+ * changed); any number of asks meanwhile share that one.
  */
 function refreshShell() {
-  refreshing ??= (async () => {
+  if (refreshing) {
+    queued ??= refreshing.catch(() => {}).then(() => {
+      queued = null;
+      return refreshShell();
+    });
+    return queued;
+  }
+  refreshing = (async () => {
     const { files, staticRefs } = await collectShell();
     const version = await versionOf(files);
     const name = `${CACHE_NAME_PREFIX}${version}`;

@@ -26,6 +26,7 @@ import json
 import re
 import shutil
 import struct
+import threading
 import uuid
 
 import pytest
@@ -113,20 +114,24 @@ SHELL_CACHES = """async () => {
 @pytest.fixture(scope="module")
 def shell_copy(tmp_path_factory):
     """A copy of web/ on a static host of its own: a test may change its files (a new version),
-    or have it answer 503 for the paths it puts in `failing` (a server failing midway)."""
+    have it answer 503 for the paths it puts in `failing` (a server failing midway), or hold
+    those in `slow` until the event `released` is set."""
     folder = tmp_path_factory.mktemp("web-copy") / "web"
     shutil.copytree(WEB_DIR, folder, ignore=shutil.ignore_patterns("tests", "node_modules"))
     static, failing, asked = create_static_app(folder), set(), []
+    slow, released = set(), threading.Event()
 
     def app(environ, start_response):
         asked.append(environ["PATH_INFO"])
+        if environ["PATH_INFO"] in slow:
+            released.wait(timeout=30)
         if environ["PATH_INFO"] in failing:
             start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
             return [b"unavailable"]
         return static(environ, start_response)
 
     origin, server = _serve_in_thread(app)
-    yield origin, folder, failing, asked
+    yield origin, folder, failing, asked, slow, released
     server.shutdown()
 
 
@@ -403,7 +408,7 @@ def test_the_early_start_never_shows_another_users_copy(stack, static_site, new_
 
 def test_a_new_version_of_the_app_is_fetched_in_the_background_and_announced(
         stack, shell_copy, new_page):
-    origin, folder, _, _ = shell_copy
+    origin, folder, *_ = shell_copy
     page = visit(new_page, stack.page_url(origin=origin, live=False))
     before = page.evaluate(SHELL_CACHES)
     assert len(before) == 1
@@ -453,11 +458,35 @@ def test_shell_scripts_come_from_the_cache_without_the_worker_and_a_missing_one_
     assert routed["/page/early.js"].get("actualSourceType") == "cache", routed["/page/early.js"]
 
 
+def test_a_check_asked_during_a_check_runs_after_it_and_sees_the_new_version(
+        stack, shell_copy, new_page):
+    """The page asks the worker to check after each load: a check asked while one is under way
+    must not just share it (that one may have fetched a file before it changed)."""
+    origin, folder, _, asked, slow, released = shell_copy
+    page = visit(new_page, stack.page_url(origin=origin, live=False))
+    deep = "/admin/migration/report.js"  # fetched after styles.css: four imports away
+    check = "navigator.serviceWorker.controller.postMessage({ type: 'dashboard-shell-check' })"
+    released.clear()
+    slow.add(deep)
+    try:
+        asked.clear()
+        page.evaluate(check)  # the first check: held at `deep`, styles.css already fetched
+        wait_for(lambda: deep in asked, 20, f"the worker's check never asked for {deep}")
+        styles = folder / "styles.css"
+        styles.write_text(styles.read_text() + "\n/* changed during a check */\n")
+        page.evaluate(check)  # the second, asked while the first is under way
+    finally:
+        slow.discard(deep)
+        released.set()
+    expect(page.locator("#app-update")).to_contain_text("A new version of the dashboard is ready",
+                                                        timeout=30_000)
+
+
 def test_a_shell_check_that_cannot_fetch_every_file_keeps_the_shell_whole(
         stack, shell_copy, new_page):
     """A file the worker cannot fetch during its check (offline midway, a timeout, a 5xx) must
     not make a new shell without it: the check gives up and the current one stays, whole."""
-    origin, _, failing, asked = shell_copy
+    origin, _, failing, asked, *_ = shell_copy
     page = visit(new_page, stack.page_url(origin=origin, live=False))
     before = page.evaluate(SHELL_CACHES)
     (files,) = before.values()
