@@ -351,6 +351,47 @@ def test_a_row_the_early_start_painted_can_be_deleted_once_the_page_is_mounted(
     assert stack.api("GET", f"/users/{created['id']}")[0] == 404
 
 
+# In the frame after each table's first rows arrive: how many rows it holds, and whether they
+# reach the bottom of what its scroll box shows on screen (the first fill is a screenful, the
+# rest follows after that frame: page/tables.js).
+RECORD_FIRST_FILL = """
+window.__firstFill = {};
+new MutationObserver(() => {
+  for (const name of ['users', 'jobs']) {
+    const body = document.querySelector(`#${name}-table tbody`);
+    if (window.__firstFill[name] || !body?.querySelector('tr[data-id]')) continue;
+    window.__firstFill[name] = 'pending';
+    requestAnimationFrame(() => {
+      const rows = body.querySelectorAll('tr[data-id]');
+      const box = body.closest('.table-wrap').getBoundingClientRect();
+      window.__firstFill[name] = { rows: rows.length,
+        lastRowBottom: rows[rows.length - 1].getBoundingClientRect().bottom,
+        shownBottom: Math.min(box.bottom, window.innerHeight) };
+    });
+  }
+}).observe(document, { childList: true, subtree: true });
+"""
+
+
+@pytest.mark.parametrize("viewport", [(1360, 1600), (390, 844)], ids=["tall", "phone"])
+def test_the_early_starts_first_fill_covers_what_each_table_shows_and_the_rest_follows(
+        stack, static_site, new_page, viewport):
+    page = visit(new_page, stack.page_url(origin=static_site, live=False))
+    counts = {name: rows(page, name).count() for name in ("users", "jobs")}
+    page.set_viewport_size({"width": viewport[0], "height": viewport[1]})
+    page.context.add_init_script(RECORD_FIRST_FILL)
+    page.reload()
+    page.wait_for_function("() => window.dashboard?.earlyStart !== undefined")
+    assert page.evaluate("window.dashboard.earlyStart") == "shown"
+    page.wait_for_function(
+        "() => ['users', 'jobs'].every((n) => typeof window.__firstFill[n] === 'object')")
+    fills = page.evaluate("window.__firstFill")
+    for name, fill in fills.items():
+        assert fill["rows"] < counts[name], (name, fill)  # a first fill, not the whole list
+        assert fill["lastRowBottom"] >= fill["shownBottom"], (name, fill)  # no gap on screen
+        expect(rows(page, name)).to_have_count(counts[name])  # then the rest
+
+
 def blank(page, origin: str) -> None:
     """A page of the dashboard's origin where its app does not run (its records, untouched by
     the Firebase SDK's tab sync)."""

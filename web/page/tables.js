@@ -186,7 +186,10 @@ function syncChildren(parent, nodes) {
 // paint. (The rest rendered in the next frame's own callback was laid out and painted with the
 // first rows: ~13 ms of rows and ~18 ms of style for 7,800 elements before that first paint.)
 // Its badge follows with the whole list, so a badge naming a source means all of its rows.
-const FIRST_FILL_ROWS = 40;
+// 16 rows: about twice what either table's scroll box shows (test_offline.py checks a tall
+// screen and a phone's); 40 cost ~10 ms more before the first frame and ~20-30 ms more to the
+// screen (bench/load_bench.py, a run each).
+const FIRST_FILL_ROWS = 16;
 
 function renderTable(name) {
   const { detail, error, filter } = page.view[name];
