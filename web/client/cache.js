@@ -16,7 +16,7 @@
  */
 
 import { CACHE_FORMAT } from './collections.js';
-import { byteLength, MAX_CACHE_AGE_MS, parseCopy } from './copy-format.js';
+import { byteLength, copyState, MAX_CACHE_AGE_MS, parseCopy } from './copy-format.js';
 import { emit } from './events.js';
 import { indexedDbStore, storeOf } from './idb-store.js';
 
@@ -110,26 +110,11 @@ export async function restoreCopy(ctx, state) {
   }
 }
 
-/** Make the saved copy `record` the collection's data (`source: 'cache'`, stale). */
-function applyCopy(state, record) {
-  state.items = new Map(record.items.filter((item) => typeof item?.id === 'string')
-    .map((item) => [item.id, item]));
-  state.asOf = record.asOf ?? null;
-  state.cursor = record.asOf ?? null;
-  state.serverSource = record.source ?? null;
-  state.freshAt = record.freshAt ?? record.savedAt;
-  state.checkedAt = record.checkedAt ?? null;
-  state.cachedAt = record.savedAt;
-  state.source = 'cache';
-  state.stale = true;
-  state.loaded = true;
-}
-
 /** Show the saved copy unless the collection already has data; true when it did. */
 export async function showCopy(ctx, state) {
   const record = await restoreCopy(ctx, state);
   if (!record || state.loaded) return false;
-  applyCopy(state, record);
+  Object.assign(state, copyState(record)); // the copy is the collection's data, stale
   emit(ctx, state);
   return true;
 }
@@ -142,7 +127,7 @@ export async function showCopy(ctx, state) {
 export function adoptCopy(ctx, state, record) {
   if (state.loaded) return false;
   state.copyInfo = { savedAt: record.savedAt, count: record.items.length, asOf: record.asOf ?? null };
-  applyCopy(state, record);
+  Object.assign(state, copyState(record)); // the copy is the collection's data, stale
   return true;
 }
 

@@ -105,6 +105,28 @@ export function modeOf(ctx, state) {
   return 'polling';
 }
 
+/**
+ * The detail of a collection's `<name>DataChanged` event (client/events.js names its fields):
+ * `state` shown in `mode` (modeOf's) at `now` (ms). The data client's events and the demo
+ * page's early start (page/early.js, before the client has loaded) both build it here.
+ */
+export function collectionDetail(state, mode, now, cacheLabelAgeMs) {
+  const confirmed = mode === 'live' ? now : null; // current listeners confirm the copy all the time
+  return {
+    collection: state.name,
+    items: [...state.items.values()].sort(byId),
+    source: state.source,
+    stale: state.stale,
+    asOf: state.asOf,
+    checkedAt: confirmed ?? state.checkedAt,
+    freshAt: confirmed ?? state.freshAt,
+    mode,
+    cachedAt: state.source === 'cache' ? state.cachedAt : null, // the saved copy's save time
+    // stale, and older than `cacheLabelAgeMs`: say so louder
+    outdated: state.stale && state.freshAt !== null && now - state.freshAt > cacheLabelAgeMs,
+  };
+}
+
 /** The server (or the listeners) just confirmed the copy, as of `source`'s time. */
 export function markFresh(ctx, state, source) {
   const now = ctx.now();

@@ -37,3 +37,24 @@ export function parseCopy(text, who, now, { maxCacheAgeMs = MAX_CACHE_AGE_MS, ma
     && age >= 0 && age <= maxCacheAgeMs && byteLength(text) <= maxCacheBytes;
   return usable ? record : null;
 }
+
+/**
+ * The collection state a saved copy `record` (parseCopy's) stands for: its items by id, its
+ * times, `source: 'cache'`, stale. The data client takes it on (client/cache.js); the demo page's
+ * early start announces it before the client exists (page/early.js).
+ */
+export function copyState(record) {
+  return {
+    items: new Map(record.items.filter((item) => typeof item?.id === 'string')
+      .map((item) => [item.id, item])),
+    asOf: record.asOf ?? null,
+    cursor: record.asOf ?? null,
+    serverSource: record.source ?? null,
+    freshAt: record.freshAt ?? record.savedAt,
+    checkedAt: record.checkedAt ?? null,
+    cachedAt: record.savedAt,
+    source: 'cache',
+    stale: true,
+    loaded: true,
+  };
+}

@@ -6,27 +6,11 @@
  * EventTarget) and on its `eventTarget` (`window` by default).
  */
 
-import { byId, modeOf } from './collections.js';
+import { collectionDetail, modeOf } from './collections.js';
 
 /** The detail of a collection's `DataChanged` event, with fresh times. */
 export function detailOf(ctx, state) {
-  const mode = modeOf(ctx, state);
-  // Current listeners confirm the copy all the time.
-  const now = mode === 'live' ? ctx.now() : null;
-  const outdated = state.stale && state.freshAt !== null
-    && ctx.now() - state.freshAt > ctx.opts.cacheLabelAgeMs;
-  return {
-    collection: state.name,
-    items: [...state.items.values()].sort(byId),
-    source: state.source,
-    stale: state.stale,
-    asOf: state.asOf,
-    checkedAt: now ?? state.checkedAt,
-    freshAt: now ?? state.freshAt,
-    mode,
-    cachedAt: state.source === 'cache' ? state.cachedAt : null, // the saved copy's save time
-    outdated, // stale, and older than `cacheLabelAgeMs`: say so louder
-  };
+  return collectionDetail(state, modeOf(ctx, state), ctx.now(), ctx.opts.cacheLabelAgeMs);
 }
 
 /** `<collection>DataChanged` with the collection's current detail. */

@@ -22,8 +22,8 @@
 
 // Only what the paint needs: each module here is a file fetched before the copy can be painted
 // (~13 of them took ~40 ms from Cache Storage, measured); the rest loads after the paint.
-import { byId, createCollectionStates } from '../client/collections.js';
-import { CACHE_LABEL_AGE_MS, parseCopy } from '../client/copy-format.js';
+import { collectionDetail, createCollectionStates } from '../client/collections.js';
+import { CACHE_LABEL_AGE_MS, copyState, parseCopy } from '../client/copy-format.js';
 import { readConfig } from './config.js';
 import { reads } from './early-read.js';
 import { paintCopy, unpaint } from './tables.js';
@@ -82,20 +82,9 @@ async function start() {
     if (Object.values(records).some((record) => record.admin && !who.admin)) return null;
     document.body.dataset.access = who.admin ? 'admin' : 'viewer'; // app.js's access sets it again
     for (const name of COLLECTIONS) {
-      const record = records[name];
-      const detail = {
-        collection: name,
-        items: record.items.filter((item) => typeof item?.id === 'string')
-          .sort(byId),
-        source: 'cache',
-        stale: true,
-        asOf: record.asOf ?? null,
-        checkedAt: record.checkedAt ?? null,
-        freshAt: record.freshAt ?? record.savedAt,
-        mode: 'cache',
-        cachedAt: record.savedAt,
-        outdated: Date.now() - (record.freshAt ?? record.savedAt) > CACHE_LABEL_AGE_MS,
-      };
+      // The data client's own detail of this copy (it takes the copy on without announcing it).
+      const detail = collectionDetail({ name, ...copyState(records[name]) }, 'cache', Date.now(),
+        CACHE_LABEL_AGE_MS);
       paintCopy(name, detail);
       window.dispatchEvent(new CustomEvent(`${name}DataChanged`, { detail }));
     }

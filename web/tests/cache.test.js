@@ -8,8 +8,9 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
 import { MAX_CACHE_AGE_MS, createDataClient } from '../data-client.js';
-import { parseCopy } from '../client/cache.js';
-import { CACHE_FORMAT } from '../client/collections.js';
+import { CACHE_LABEL_AGE_MS, parseCopy } from '../client/cache.js';
+import { CACHE_FORMAT, collectionDetail } from '../client/collections.js';
+import { copyState } from '../client/copy-format.js';
 import { tokenIdentity } from '../client/transport.js';
 import { FakeBackend, FakeClock, FakeDocument, flush, testToken } from './fakes.js';
 
@@ -86,6 +87,20 @@ async function startHeld(env, extra) {
 }
 
 describe('stale-while-revalidate', () => {
+  test("the early start's detail of a saved copy is the one the client announces", async () => {
+    const env = setup();
+    await env.visit();
+    env.clock.time += 10 * 60_000; // older than CACHE_LABEL_AGE_MS: outdated
+    const [[, text]] = [...env.store.map.entries()];
+    const record = parseCopy(text, tokenIdentity(ADA), env.clock.now());
+    // page/early.js's detail, built before any client exists:
+    const early = collectionDetail({ name: 'users', ...copyState(record) }, 'cache', env.clock.now(),
+      CACHE_LABEL_AGE_MS);
+    const { before } = await startHeld(env);
+    assert.deepEqual(early, before[0]);
+    assert.equal(early.outdated, true);
+  });
+
   test('a repeat visit shows the saved copy before the read answers, then the answer', async () => {
     const env = setup();
     await env.visit();
