@@ -6,7 +6,7 @@
  * `{ v, uid, admin, savedAt, asOf, source, checkedAt, freshAt, items }`.
  */
 
-import { CACHE_FORMAT } from './collections.js';
+import { CACHE_FORMAT, collectionDetail } from './collections.js';
 
 export const MAX_CACHE_AGE_MS = 7 * 24 * 60 * 60 * 1000; // older copies are never shown
 export const CACHE_LABEL_AGE_MS = 5 * 60 * 1000; // older ones are labelled `outdated`
@@ -57,4 +57,13 @@ export function copyState(record) {
     stale: true,
     loaded: true,
   };
+}
+
+/**
+ * The `<name>DataChanged` detail of the saved copy `record` shown as it is, at `now`: what the
+ * data client announces when it shows a copy (`source: 'cache'`, mode `cache`). The demo page's
+ * early start (page/early.js) announces it before the client exists.
+ */
+export function copyDetail(name, record, now, cacheLabelAgeMs = CACHE_LABEL_AGE_MS) {
+  return collectionDetail({ name, ...copyState(record) }, 'cache', now, cacheLabelAgeMs);
 }

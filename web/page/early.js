@@ -22,8 +22,8 @@
 
 // Only what the paint needs: each module here is a file fetched before the copy can be painted
 // (~13 of them took ~40 ms from Cache Storage, measured); the rest loads after the paint.
-import { collectionDetail, createCollectionStates } from '../client/collections.js';
-import { CACHE_LABEL_AGE_MS, copyState, parseCopy } from '../client/copy-format.js';
+import { createCollectionStates } from '../client/collections.js';
+import { copyDetail, parseCopy } from '../client/copy-format.js';
 import { readConfig } from './config.js';
 import { reads } from './early-read.js';
 import { paintCopy, unpaint } from './tables.js';
@@ -83,8 +83,7 @@ async function start() {
     document.body.dataset.access = who.admin ? 'admin' : 'viewer'; // app.js's access sets it again
     for (const name of COLLECTIONS) {
       // The data client's own detail of this copy (it takes the copy on without announcing it).
-      const detail = collectionDetail({ name, ...copyState(records[name]) }, 'cache', Date.now(),
-        CACHE_LABEL_AGE_MS);
+      const detail = copyDetail(name, records[name], Date.now());
       paintCopy(name, detail);
       window.dispatchEvent(new CustomEvent(`${name}DataChanged`, { detail }));
     }

@@ -8,9 +8,9 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
 import { MAX_CACHE_AGE_MS, createDataClient } from '../data-client.js';
-import { CACHE_LABEL_AGE_MS, parseCopy } from '../client/cache.js';
-import { CACHE_FORMAT, collectionDetail } from '../client/collections.js';
-import { copyState } from '../client/copy-format.js';
+import { parseCopy } from '../client/cache.js';
+import { CACHE_FORMAT } from '../client/collections.js';
+import { copyDetail } from '../client/copy-format.js';
 import { tokenIdentity } from '../client/transport.js';
 import { FakeBackend, FakeClock, FakeDocument, flush, testToken } from './fakes.js';
 
@@ -93,9 +93,7 @@ describe('stale-while-revalidate', () => {
     env.clock.time += 10 * 60_000; // older than CACHE_LABEL_AGE_MS: outdated
     const [[, text]] = [...env.store.map.entries()];
     const record = parseCopy(text, tokenIdentity(ADA), env.clock.now());
-    // page/early.js's detail, built before any client exists:
-    const early = collectionDetail({ name: 'users', ...copyState(record) }, 'cache', env.clock.now(),
-      CACHE_LABEL_AGE_MS);
+    const early = copyDetail('users', record, env.clock.now()); // page/early.js's, before any client
     const { before } = await startHeld(env);
     assert.deepEqual(early, before[0]);
     assert.equal(early.outdated, true);

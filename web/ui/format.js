@@ -4,21 +4,17 @@
 
 // The Intl formatters are made on first use, and money and dates, which the tables show on a
 // repeat visit's first paint, are formatted by hand in the common case: a renderer's first Intl
-// formatter loads the locale data, 12-36 ms of main thread measured in a new tab, before its first
-// rows (docs/benchmarks.md, "A screenful first"). web/tests/format.test.js checks the hand-made
-// text against Intl's for every case it takes.
-const formatters = {};
-const intl = (name, make) => { formatters[name] ??= make(); return formatters[name]; };
-const integer = () => intl('integer', () => new Intl.NumberFormat('en-US'));
-const money = () => intl('money', () => new Intl.NumberFormat('en-US',
-  { style: 'currency', currency: 'USD', maximumFractionDigits: 0 }));
-const day = () => intl('day', () => new Intl.DateTimeFormat('en-US',
-  { year: 'numeric', month: 'short', day: 'numeric', timeZone: 'UTC' }));
+// formatter loads the locale data (12-36 ms of main thread in fresh renderers, measured), which
+// in a new tab came before its first rows (docs/benchmarks.md, "A screenful first").
+// web/tests/format.test.js checks the hand-made text against Intl's for every case it takes.
+let integer = null;
+let money = null;
+let day = null;
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
 /** 1234 -> "1,234". */
 export function formatCount(value) {
-  return Number.isFinite(value) ? integer().format(value) : '—';
+  return Number.isFinite(value) ? (integer ??= new Intl.NumberFormat('en-US')).format(value) : '—';
 }
 
 /** `n` and its noun, singular for one: "1 record", "2,400 records". */
@@ -60,7 +56,9 @@ export function formatAge(ms, { justNowMs = 0 } = {}) {
 /** 73 -> "$73", 1694.5 -> "$1,695" (whole US dollars, as Intl's en-US currency format). */
 export function formatMoney(value) {
   if (typeof value !== 'number' || !(value >= 0 && value < 1e15) || Object.is(value, -0)) {
-    return money().format(value); // negative, huge, not a number: Intl's own
+    money ??= new Intl.NumberFormat('en-US',
+      { style: 'currency', currency: 'USD', maximumFractionDigits: 0 });
+    return money.format(value); // negative, huge, not a number: Intl's own
   }
   // Intl rounds half away from zero; 0 <= value < 1e15: every whole dollar is exact.
   return `$${String(Math.round(value)).replace(/\B(?=(\d{3})+$)/g, ',')}`;
@@ -72,6 +70,10 @@ export function formatDate(value) {
   if (Number.isNaN(time)) return '—';
   const date = new Date(time);
   const year = date.getUTCFullYear();
-  if (year < 1000 || year > 9999) return day().format(time); // eras, padding: Intl's own
+  if (year < 1000 || year > 9999) { // eras, padding: Intl's own
+    day ??= new Intl.DateTimeFormat('en-US',
+      { year: 'numeric', month: 'short', day: 'numeric', timeZone: 'UTC' });
+    return day.format(time);
+  }
   return `${MONTHS[date.getUTCMonth()]} ${date.getUTCDate()}, ${year}`;
 }
