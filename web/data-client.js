@@ -57,7 +57,7 @@ export { DataClient } from './client/data-client.js';
 export { ApiError, ValidationError } from './client/errors.js';
 export { encodeFirestoreDocument, encodeFirestoreValue } from './client/firestore-encoding.js';
 export { LIVE_RETRY_MS, TOMBSTONES } from './client/live.js';
-export { LIVE_PROBE_MS } from './client/mode.js';
+export { LIVE_PROBE_MS, RECONNECT_AGAIN_MS } from './client/mode.js';
 export { DEFAULT_POLL_MS, DEFAULT_RESYNC_MS, MAX_BACKOFF_MS } from './client/polling.js';
 export { compareTimestamps } from './client/timestamps.js';
 export { REQUEST_TIMEOUT_MS } from './client/transport.js';

@@ -14,10 +14,15 @@ import { schedule, unschedule } from './polling.js';
 export const LIVE_PROBE_MS = 5000;
 const PROBE_TIMEOUT_MS = 3000;
 const PROBE_CONFIRM_MS = 1000; // a failed probe is tried again this soon before it counts
+// After an outage, the host answers but the listeners have not answered from the server this
+// long after the reconnection: reconnect again (a reconnection made while the backend was still
+// starting can leave the SDK in its own back-off, up to a minute: seen in CI).
+export const RECONNECT_AGAIN_MS = 15 * 1000;
 
 /** The probe's state, kept in `ctx.probe`. */
 export function newProbe() {
-  return { url: null, timer: null, down: false, working: false, paused: false, failed: 0 };
+  return { url: null, timer: null, down: false, working: false, paused: false, failed: 0,
+    reconnectedAt: null };
 }
 
 /** The URL that says whether the SDK's Firestore host answers (Firestore bills nothing). */
@@ -97,6 +102,11 @@ async function runProbe(ctx) {
         if (reconnects) for (const state of ctx.states.values()) state.live.up = false;
       });
       await reconnect(ctx);
+    } else if (probe.reconnectedAt !== null) {
+      const back = [...ctx.states.values()].every((state) => state.live.stops.length === 0
+        || state.live.up);
+      if (back) probe.reconnectedAt = null;
+      else if (ctx.now() - probe.reconnectedAt >= RECONNECT_AGAIN_MS) await reconnect(ctx);
     }
   } else if (!probe.working) {
     probe.url = null; // it never answered (blocked by a policy?): rely on the SDK alone
@@ -133,6 +143,7 @@ async function probeOnce(ctx, url) {
 async function reconnect(ctx) {
   const { sdk, db } = ctx.live ?? {};
   if (!sdk?.disableNetwork || !sdk?.enableNetwork) return;
+  ctx.probe.reconnectedAt = ctx.now();
   try {
     await sdk.disableNetwork(db);
     await sdk.enableNetwork(db);

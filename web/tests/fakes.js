@@ -359,6 +359,7 @@ export class FakeFirestoreSdk {
     this.fromCache = false;
     this.deny = null; // an error code new listeners fail with
     this.calls = []; // disableNetwork / enableNetwork
+    this.enablesIgnored = 0; // this many enableNetwork() calls leave it offline (a backend not ready)
     this.Timestamp = FakeTimestamp;
     this.GeoPoint = FakeGeoPoint;
     this.DocumentReference = FakeDocumentReference;
@@ -371,7 +372,11 @@ export class FakeFirestoreSdk {
     this.query = (ref, filter) => ({ path: ref.path, filter });
     this.onSnapshot = (query, options, next, error) => this.listen(query, options, next, error);
     this.disableNetwork = async () => { this.calls.push('disableNetwork'); this.offline(); };
-    this.enableNetwork = async () => { this.calls.push('enableNetwork'); this.online(); };
+    this.enableNetwork = async () => {
+      this.calls.push('enableNetwork');
+      if (this.enablesIgnored > 0) this.enablesIgnored -= 1;
+      else this.online();
+    };
   }
 
   listen(query, options, next, error) {

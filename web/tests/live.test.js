@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
 import {
-  LIVE_PROBE_MS, LIVE_RETRY_MS, TOMBSTONES, createDataClient, encodeFirestoreDocument,
+  LIVE_PROBE_MS, LIVE_RETRY_MS, RECONNECT_AGAIN_MS, TOMBSTONES, createDataClient, encodeFirestoreDocument,
   encodeFirestoreValue,
 } from '../data-client.js';
 import {
@@ -222,6 +222,28 @@ describe('live mode', () => {
     await clock.advance(LIVE_PROBE_MS);
     assert.deepEqual(sdk.calls, ['disableNetwork', 'enableNetwork'], 'reconnects at once');
     await assertLiveAndQuiet(env);
+    client.stop();
+  });
+
+  test('back, but the listeners do not answer after the reconnection: it reconnects again', async () => {
+    const env = await started(setup());
+    const { client, sdk, clock, net } = env;
+    await clock.advance(1);
+    net.firestoreUp = false;
+    await clock.advance(LIVE_PROBE_MS + 1000);
+    assert.equal(client.state('users').mode, 'polling');
+    net.firestoreUp = true;
+    sdk.enablesIgnored = 1; // the first reconnection finds the backend still starting
+    await clock.advance(LIVE_PROBE_MS);
+    assert.deepEqual(sdk.calls, ['disableNetwork', 'enableNetwork']);
+    assert.notEqual(client.state('users').mode, 'live');
+    await clock.advance(RECONNECT_AGAIN_MS - LIVE_PROBE_MS);
+    assert.equal(sdk.calls.length, 2, 'not before RECONNECT_AGAIN_MS');
+    await clock.advance(LIVE_PROBE_MS);
+    assert.deepEqual(sdk.calls, ['disableNetwork', 'enableNetwork', 'disableNetwork', 'enableNetwork']);
+    await assertLiveAndQuiet(env);
+    await clock.advance(RECONNECT_AGAIN_MS * 2);
+    assert.equal(sdk.calls.length, 4, 'live again: no more reconnections');
     client.stop();
   });
 
